@@ -1,0 +1,204 @@
+"""The Redis backends every behaviour test runs on.
+
+Three backends, one parametrized ``backend`` fixture (see ``conftest.py``):
+
+``fakeredis``
+    In-process ``fakeredis.FakeAsyncRedis`` with Lua (``lupa``), one fresh
+    ``FakeServer`` per test. Always available.
+``redis``
+    A real standalone server at ``REDIS_URL``, else ``redis://127.0.0.1:6379/9``
+    when a server answers there. **The tests FLUSHDB that database** before every
+    test: never point ``REDIS_URL`` at data you want to keep.
+``cluster``
+    A real Redis Cluster at ``REDIS_CLUSTER_URL`` (no default; ``.ci/cluster start
+    DIR`` makes one). **The tests FLUSHALL every primary** before every test.
+
+A real backend that is not available is skipped, except with ``CI=true``, where
+it is a failure.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias
+
+import fakeredis
+import redis
+import redis.asyncio as aioredis
+from redis.exceptions import RedisClusterException, RedisError
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+#: Any client a test may get: ``FakeAsyncRedis`` is a ``redis.asyncio.Redis``.
+Client: TypeAlias = aioredis.Redis | aioredis.RedisCluster
+
+BackendName = Literal["fakeredis", "redis", "cluster"]
+BACKEND_NAMES: tuple[BackendName, ...] = ("fakeredis", "redis", "cluster")
+
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/9"
+
+#: The fakeredis server mimics the Redis major version CI runs (7.x).
+FAKE_SERVER_VERSION = (7,)
+
+_PROBE_CONNECT_TIMEOUT = 0.5
+_PROBE_TIMEOUT = 2.0
+
+
+def in_ci() -> bool:
+    """True when a missing real backend must fail instead of skip (``CI=true``)."""
+    return os.environ.get("CI", "").strip().lower() in {"true", "1", "yes"}
+
+
+@dataclass(frozen=True)
+class Availability:
+    """Outcome of probing one real backend: a usable URL, or why there is none."""
+
+    url: str | None
+    reason: str = ""
+
+
+@functools.cache
+def standalone_availability() -> Availability:
+    """Probe the standalone server once per session (cached)."""
+    env_url = os.environ.get("REDIS_URL", "").strip()
+    url = env_url or DEFAULT_REDIS_URL
+    try:
+        with redis.Redis.from_url(
+            url,
+            socket_connect_timeout=_PROBE_CONNECT_TIMEOUT,
+            socket_timeout=_PROBE_TIMEOUT,
+        ) as client:
+            client.ping()
+    except (RedisError, OSError) as exc:
+        if env_url:
+            return Availability(None, f"REDIS_URL={url} does not answer PING: {exc}")
+        return Availability(
+            None, f"REDIS_URL is not set and no Redis answers PING at {url}: {exc}"
+        )
+    return Availability(url)
+
+
+@functools.cache
+def cluster_availability() -> Availability:
+    """Probe the cluster at ``REDIS_CLUSTER_URL`` once per session (cached)."""
+    url = os.environ.get("REDIS_CLUSTER_URL", "").strip()
+    if not url:
+        return Availability(None, "REDIS_CLUSTER_URL is not set (.ci/cluster start DIR makes one)")
+    try:
+        client = redis.RedisCluster.from_url(
+            url,
+            socket_connect_timeout=_PROBE_CONNECT_TIMEOUT,
+            socket_timeout=_PROBE_TIMEOUT,
+        )
+        try:
+            client.ping(target_nodes=redis.RedisCluster.PRIMARIES)
+        finally:
+            client.close()
+    except (RedisClusterException, RedisError, OSError) as exc:
+        return Availability(None, f"REDIS_CLUSTER_URL={url} is not a usable cluster: {exc}")
+    return Availability(url)
+
+
+@dataclass(eq=False)
+class Backend:
+    """One backend for one test: makes clients, and closes them all at teardown.
+
+    ``name`` is ``"fakeredis"``, ``"redis"`` or ``"cluster"``; ``url`` is the
+    server's URL (``None`` for fakeredis).
+    """
+
+    name: BackendName
+    url: str | None
+    _make: Callable[..., Client] = field(repr=False)
+    _clients: list[Client] = field(default_factory=list, repr=False)
+
+    @property
+    def is_fake(self) -> bool:
+        return self.name == "fakeredis"
+
+    @property
+    def is_cluster(self) -> bool:
+        return self.name == "cluster"
+
+    async def client(self, *, decode_responses: bool = False, **kwargs: Any) -> Client:
+        """A fresh client on this backend's data, closed when the test ends.
+
+        Extra keyword arguments go to the client's constructor (e.g.
+        ``socket_timeout``, ``max_connections``). A cluster client has already
+        loaded the slot map when returned.
+        """
+        client = self._make(decode_responses=decode_responses, **kwargs)
+        self._clients.append(client)
+        if isinstance(client, aioredis.RedisCluster):
+            await client.initialize()
+        return client
+
+    async def flush(self) -> None:
+        """Empty the backend: FLUSHDB (standalone) / FLUSHALL on every primary."""
+        client = self._make(decode_responses=False)
+        try:
+            if isinstance(client, aioredis.RedisCluster):
+                await client.flushall(target_nodes=aioredis.RedisCluster.PRIMARIES)
+            else:
+                await client.flushdb()
+        finally:
+            await client.aclose()
+
+    async def aclose(self) -> None:
+        """Close every client :meth:`client` made (newest first)."""
+        clients, self._clients = self._clients, []
+        errors: list[BaseException] = []
+        for client in reversed(clients):
+            try:
+                await client.aclose()
+            except Exception as exc:  # close the rest, then report
+                errors.append(exc)
+        if errors:
+            raise errors[0]
+
+
+async def all_keys(client: Client, pattern: str = "*") -> list[Any]:
+    """KEYS ``pattern`` over the whole keyspace.
+
+    On a cluster, redis-py sends a bare KEYS (and DBSIZE) to ONE random node;
+    this asks every primary.
+    """
+    if isinstance(client, aioredis.RedisCluster):
+        keys: list[Any] = await client.keys(pattern, target_nodes=aioredis.RedisCluster.PRIMARIES)
+        return keys
+    return await client.keys(pattern)
+
+
+async def key_count(client: Client) -> int:
+    """DBSIZE over the whole keyspace (summed over every primary on a cluster)."""
+    if isinstance(client, aioredis.RedisCluster):
+        return await client.dbsize(target_nodes=aioredis.RedisCluster.PRIMARIES)
+    return await client.dbsize()
+
+
+def make_backend(name: BackendName, url: str | None) -> Backend:
+    """Build the :class:`Backend` ``name`` (``url`` must come from a probe for real ones)."""
+    if name == "fakeredis":
+        server = fakeredis.FakeServer(version=FAKE_SERVER_VERSION)
+
+        def make_fake(**kwargs: Any) -> Client:
+            fake: aioredis.Redis = fakeredis.FakeAsyncRedis(server=server, **kwargs)
+            return fake
+
+        return Backend(name, None, make_fake)
+    if url is None:
+        raise ValueError(f"backend {name!r} needs a URL")
+    if name == "redis":
+
+        def make_standalone(**kwargs: Any) -> Client:
+            return aioredis.Redis.from_url(url, **kwargs)
+
+        return Backend(name, url, make_standalone)
+
+    def make_cluster(**kwargs: Any) -> Client:
+        return aioredis.RedisCluster.from_url(url, **kwargs)
+
+    return Backend(name, url, make_cluster)
