@@ -1,0 +1,91 @@
+"""The one exception tree of aiocache_patterns.
+
+Every error the library raises on purpose derives from
+:class:`CachePatternsError`, and inherits the built-in whose meaning it shares,
+so ``except TimeoutError`` keeps working for code that does not know us::
+
+    CachePatternsError
+    ├── RedisUnavailable          (also ConnectionError) Redis unreachable or refusing
+    │   ├── RedisTimeout          (also TimeoutError) no answer within the operation timeout
+    │   └── CircuitOpen           failing fast: too many recent failures, backing off
+    ├── RedisCommandError         Redis answered with an error (WRONGTYPE, script error, ...)
+    ├── SerializationError        (also TypeError) a value could not be encoded or decoded
+    ├── LockError
+    │   ├── LockNotAcquired       (also TimeoutError) blocking_timeout ran out
+    │   ├── LockNotOwned          the lease expired or belongs to someone else
+    │   └── LockLost              the lease was lost while the protected block ran
+    └── RateLimitExceeded         a hit was denied; carries the RateLimitResult
+
+Wrong arguments are not part of this tree: they raise ``TypeError`` or
+``ValueError`` naming the argument, at construction where possible.
+
+Errors from redis-py are translated where they enter the library, with the
+original chained as ``__cause__``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = [
+    "CachePatternsError",
+    "CircuitOpen",
+    "LockError",
+    "LockLost",
+    "LockNotAcquired",
+    "LockNotOwned",
+    "RateLimitExceeded",
+    "RedisCommandError",
+    "RedisTimeout",
+    "RedisUnavailable",
+    "SerializationError",
+]
+
+
+class CachePatternsError(Exception):
+    """Base class of every error aiocache_patterns raises on purpose."""
+
+
+class RedisUnavailable(CachePatternsError, ConnectionError):
+    """Redis could not be reached, dropped the connection, or the pool is exhausted."""
+
+
+class RedisTimeout(RedisUnavailable, TimeoutError):
+    """Redis did not answer within the operation timeout (redis-py retries included)."""
+
+
+class CircuitOpen(RedisUnavailable):
+    """Calls fail fast for a short while after repeated failures, sparing a dead server."""
+
+
+class RedisCommandError(CachePatternsError):
+    """Redis answered a command with an error reply."""
+
+
+class SerializationError(CachePatternsError, TypeError):
+    """A value could not be serialized, or stored bytes could not be deserialized."""
+
+
+class LockError(CachePatternsError):
+    """Base class of lock errors."""
+
+
+class LockNotAcquired(LockError, TimeoutError):
+    """The lock could not be acquired within ``blocking_timeout``."""
+
+
+class LockNotOwned(LockError):
+    """The lease is gone: it expired, or another holder owns the lock now."""
+
+
+class LockLost(LockError):
+    """The lease was lost while the protected block was running."""
+
+
+class RateLimitExceeded(CachePatternsError):
+    """A rate-limited call was denied. ``result`` says when to retry."""
+
+    def __init__(self, result: Any, *args: object) -> None:
+        super().__init__(*(args or ("rate limit exceeded",)))
+        #: The RateLimitResult of the denied hit.
+        self.result = result

@@ -1,0 +1,136 @@
+"""How values become bytes in Redis, and back.
+
+:class:`JsonSerializer` is the default: fast (the C-accelerated ``json``
+module), readable from ``redis-cli``, and exact for ``dict`` (``str`` keys),
+``list``, ``str``, ``int`` (any size), ``float`` (finite; ``repr`` round-trips),
+``bool`` and ``None``. JSON has no tuple, so a tuple comes back as a list; a
+value JSON cannot represent (a ``set``, ``nan``, an object) raises
+:class:`~aiocache_patterns.errors.SerializationError` when it is stored, never
+later when it is read.
+
+:class:`MsgpackSerializer` is smaller and faster for big values (``msgpack``
+extra). :class:`PickleSerializer` round-trips any picklable object, and is
+never the default: loading a pickle runs code, so every payload is signed with
+HMAC-SHA256 under a secret key and checked in constant time before it is
+unpickled; an unsigned or forged payload is refused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import pickle
+from typing import Any, Protocol, runtime_checkable
+
+from .errors import SerializationError
+
+__all__ = ["JsonSerializer", "MsgpackSerializer", "PickleSerializer", "Serializer"]
+
+
+@runtime_checkable
+class Serializer(Protocol):
+    """Turns values into bytes and back. Raise ``SerializationError`` on failure."""
+
+    def dumps(self, value: Any) -> bytes:
+        """Encode ``value``."""
+        ...
+
+    def loads(self, data: bytes) -> Any:
+        """Decode bytes made by :meth:`dumps`."""
+        ...
+
+
+class JsonSerializer:
+    """Compact UTF-8 JSON (the default)."""
+
+    __slots__ = ("_decoder", "_encoder")
+
+    def __init__(self) -> None:
+        self._encoder = json.JSONEncoder(
+            ensure_ascii=False, allow_nan=False, separators=(",", ":"), check_circular=True
+        )
+        self._decoder = json.JSONDecoder()
+
+    def dumps(self, value: Any) -> bytes:
+        try:
+            return self._encoder.encode(value).encode("utf-8", "surrogatepass")
+        except (TypeError, ValueError, RecursionError) as exc:
+            raise SerializationError(f"value is not JSON-serializable: {exc}") from exc
+
+    def loads(self, data: bytes) -> Any:
+        try:
+            return self._decoder.decode(data.decode("utf-8", "surrogatepass"))
+        except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+            raise SerializationError(f"stored bytes are not valid JSON: {exc}") from exc
+
+
+class MsgpackSerializer:
+    """MessagePack, via the ``msgpack`` package (``pip install aiocache-patterns[msgpack]``)."""
+
+    __slots__ = ("_msgpack",)
+
+    def __init__(self) -> None:
+        try:
+            import msgpack
+        except ImportError as exc:  # pragma: no cover - depends on the environment
+            raise ImportError(
+                "MsgpackSerializer needs the msgpack package: "
+                "pip install 'aiocache-patterns[msgpack]'"
+            ) from exc
+        self._msgpack: Any = msgpack
+
+    def dumps(self, value: Any) -> bytes:
+        try:
+            data: bytes = self._msgpack.packb(value, use_bin_type=True)
+        except (TypeError, ValueError, OverflowError) as exc:
+            raise SerializationError(f"value is not msgpack-serializable: {exc}") from exc
+        return data
+
+    def loads(self, data: bytes) -> Any:
+        try:
+            return self._msgpack.unpackb(data, raw=False, strict_map_key=False)
+        except Exception as exc:  # msgpack raises a zoo of ValueError subclasses
+            raise SerializationError(f"stored bytes are not valid msgpack: {exc}") from exc
+
+
+_SIG = hashlib.sha256().digest_size
+
+
+class PickleSerializer:
+    """Pickle, signed with HMAC-SHA256. Only for data written by processes you trust.
+
+    ``secret`` must be at least 32 bytes (``secrets.token_bytes(32)``), shared by
+    every process that reads or writes the cache, and kept out of the data.
+    Payloads are ``signature || pickle``; the signature is checked with
+    :func:`hmac.compare_digest` before ``pickle.loads`` ever sees the bytes.
+    """
+
+    __slots__ = ("_protocol", "_secret")
+
+    def __init__(self, secret: bytes, *, protocol: int = pickle.HIGHEST_PROTOCOL) -> None:
+        if not isinstance(secret, bytes):
+            raise TypeError(f"secret must be bytes, not {type(secret).__name__}")
+        if len(secret) < 32:
+            raise ValueError("secret must be at least 32 bytes; unsigned pickle is refused")
+        self._secret = secret
+        self._protocol = protocol
+
+    def _sign(self, payload: bytes) -> bytes:
+        return hmac.new(self._secret, payload, hashlib.sha256).digest()
+
+    def dumps(self, value: Any) -> bytes:
+        try:
+            payload = pickle.dumps(value, protocol=self._protocol)
+        except Exception as exc:
+            raise SerializationError(f"value is not picklable: {exc}") from exc
+        return self._sign(payload) + payload
+
+    def loads(self, data: bytes) -> Any:
+        signature, payload = data[:_SIG], data[_SIG:]
+        if len(signature) != _SIG or not hmac.compare_digest(signature, self._sign(payload)):
+            raise SerializationError("pickle payload has a bad signature; refused")
+        try:
+            return pickle.loads(payload)
+        except Exception as exc:
+            raise SerializationError(f"signed pickle payload failed to load: {exc}") from exc
