@@ -1,0 +1,479 @@
+"""The one door to Redis: every command the library sends goes through here.
+
+Why: from Python, a Redis round trip costs far more client time than server
+time, so the cheapest command is one that shares a round trip. Commands issued
+by many tasks in the same event-loop tick are sent together:
+
+* GETs are merged into one MGET (one per hash slot on a cluster), and
+  concurrent GETs of the same key are one read;
+* scripts and other commands ride along in the same non-transactional
+  pipeline.
+
+How, without a timer: the first caller of a tick opens a batch and, if other
+tasks are ready to run, yields once (``sleep(0)``) so they can join; then it
+flushes. A lone caller (no other task ready) is sent at once, as a plain
+command, so latency at concurrency 1 is that of a raw call.
+
+Guarantees:
+
+* each caller gets its own result or its own exception; one failing command
+  never fails its neighbours;
+* a batch runs in a task of its own, so cancelling any caller (the one that
+  opened the batch included) cancels only that caller's wait, never the batch
+  or the connection; a lone caller's command is cancelled like a raw redis-py
+  call (redis-py drops the connection rather than leave a reply unread);
+* round trips in flight are bounded (``max_inflight``), so a default pool of
+  100 connections is never exhausted however many tasks call;
+* every round trip has a deadline that includes redis-py's own retries; errors
+  are translated into the library's exceptions; a circuit breaker fails fast
+  while the server is down and lets a trial through to notice recovery;
+* NOSCRIPT is answered by loading the script and resending.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import weakref
+from collections.abc import Coroutine, Iterable, Sequence, Sized
+from typing import Any, Final, TypeVar
+
+from redis import exceptions as redis_errors
+from redis.asyncio.cluster import RedisCluster
+from redis.client import NEVER_DECODE
+from redis.crc import key_slot
+
+from ._breaker import CircuitBreaker
+from ._guards import Deadlines, Slots
+from ._scripts import Script
+from .errors import RedisCommandError, RedisTimeout, RedisUnavailable
+
+__all__ = ["Executor", "executor_for"]
+
+T = TypeVar("T")
+
+_GET: Final = 0
+_COMMAND: Final = 1
+_SCRIPT: Final = 2
+
+#: Round trips one executor keeps in flight at most (per client).
+DEFAULT_MAX_INFLIGHT: Final = 32
+#: Commands in one batch at most; a fuller batch is closed and the next caller opens another.
+DEFAULT_MAX_BATCH: Final = 1000
+
+_RAW: Final = {NEVER_DECODE: True}  # bulk replies as bytes, whatever the client decodes
+
+_UNAVAILABLE_ERRORS: Final = (
+    redis_errors.ConnectionError,  # includes MaxConnectionsError, BusyLoadingError
+    redis_errors.TimeoutError,
+    redis_errors.ClusterDownError,
+    redis_errors.TryAgainError,
+    redis_errors.MasterDownError,
+    redis_errors.RedisClusterException,
+    redis_errors.ReadOnlyError,
+    OSError,  # includes the built-in ConnectionError and TimeoutError
+)
+
+
+class _Op:
+    """One command waiting in a batch. ``future`` is made only if it joins a batch."""
+
+    __slots__ = ("args", "future", "key", "kind", "script", "timeout")
+
+    def __init__(
+        self,
+        kind: int,
+        args: tuple[Any, ...],
+        timeout: float,
+        key: bytes = b"",
+        script: Script | None = None,
+    ) -> None:
+        self.kind = kind
+        self.args = args
+        self.timeout = timeout
+        self.future: asyncio.Future[Any] | None = None
+        self.key = key
+        self.script = script
+
+
+def _settle_op(op: _Op, result: Any) -> None:
+    if op.future is not None:
+        _settle(op.future, result)
+
+
+def _settle(future: asyncio.Future[Any], result: Any) -> None:
+    if future.done():
+        return
+    if isinstance(result, asyncio.CancelledError):
+        future.cancel()
+    elif isinstance(result, BaseException):
+        future.set_exception(result)
+    else:
+        future.set_result(result)
+
+
+def _translate(exc: BaseException, timeout: float) -> BaseException:
+    """A library exception for an error that ended a whole round trip."""
+    if isinstance(exc, (RedisUnavailable, RedisCommandError)):
+        return exc
+    if isinstance(exc, (TimeoutError, asyncio.TimeoutError, redis_errors.TimeoutError)):
+        new: BaseException = RedisTimeout(f"Redis did not answer within {timeout:g}s")
+    elif isinstance(exc, _UNAVAILABLE_ERRORS):
+        new = RedisUnavailable(f"Redis is unavailable: {exc}")
+    elif isinstance(exc, redis_errors.RedisError):
+        new = RedisCommandError(str(exc))
+    else:
+        return exc
+    new.__cause__ = exc
+    return new
+
+
+def _reply_error(exc: BaseException) -> BaseException:
+    """A library exception for one command's error reply inside a pipeline."""
+    if isinstance(exc, _UNAVAILABLE_ERRORS):
+        new: BaseException = RedisUnavailable(f"Redis is unavailable: {exc}")
+    else:
+        new = RedisCommandError(str(exc))
+    new.__cause__ = exc
+    return new
+
+
+def _copy_error(exc: BaseException) -> BaseException:
+    """A fresh exception per waiter, so tracebacks do not pile up on a shared one."""
+    if isinstance(exc, (RedisUnavailable, RedisCommandError)):
+        new = type(exc)(*exc.args)
+        new.__cause__ = exc.__cause__
+        return new
+    return exc
+
+
+class Executor:
+    """Batches, bounds and guards the Redis commands of one client. Use :func:`executor_for`."""
+
+    def __init__(
+        self,
+        client: Any,
+        *,
+        max_inflight: int = DEFAULT_MAX_INFLIGHT,
+        max_batch: int = DEFAULT_MAX_BATCH,
+    ) -> None:
+        self.client = client
+        self.is_cluster = isinstance(client, RedisCluster)
+        self.breaker = CircuitBreaker()
+        self._max_inflight = max_inflight
+        self._max_batch = max_batch
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._ready: Sized | None = None
+        self._slots = Slots(max_inflight)
+        self._deadlines: Deadlines | None = None
+        self._open: list[_Op] | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        #: Round trips sent, for tests and the benchmark harness.
+        self.round_trips = 0
+
+    # -- public operations ---------------------------------------------------
+
+    async def get(self, key: bytes, timeout: float) -> bytes | None:
+        """GET ``key`` (bytes, never decoded), merged with concurrent GETs."""
+        if self._lone_caller():
+            result: bytes | None = await self._round_trip(
+                timeout, self.client.execute_command("GET", key, **_RAW)
+            )
+            return result
+        reply: bytes | None = await self._submit(_Op(_GET, ("GET", key), timeout, key=key))
+        return reply
+
+    async def get_many(self, keys: Sequence[bytes], timeout: float) -> list[bytes | None]:
+        """GET every key in one round trip (per cluster node); the order of ``keys``."""
+        if not keys:
+            return []
+        self._lone_caller()
+        ops = [_Op(_GET, ("GET", k), timeout, key=k) for k in keys]
+        return await self._submit_many(ops)
+
+    async def command(self, *args: Any, timeout: float) -> Any:
+        """Any single-key (or keyless) command; bulk replies come back as bytes."""
+        if self._lone_caller():
+            return await self._round_trip(timeout, self.client.execute_command(*args, **_RAW))
+        return await self._submit(_Op(_COMMAND, args, timeout))
+
+    async def commands(self, commands: Iterable[tuple[Any, ...]], timeout: float) -> list[Any]:
+        """Several commands in one round trip; each result or error in its place.
+
+        Errors come back as exception objects in the list, not raised, so one
+        failing command does not hide the others' results.
+        """
+        self._lone_caller()
+        ops = [_Op(_COMMAND, args, timeout) for args in commands]
+        if not ops:
+            return []
+        return await self._submit_many(ops, return_exceptions=True)
+
+    async def script(
+        self, script: Script, keys: Sequence[bytes], args: Sequence[Any], timeout: float
+    ) -> Any:
+        """EVALSHA ``script``; loads it on NOSCRIPT and resends."""
+        op = _Op(_SCRIPT, ("EVALSHA", script.sha, len(keys), *keys, *args), timeout, script=script)
+        if self._lone_caller():
+            return await self._round_trip(timeout, self._send_one(op))
+        return await self._submit(op)
+
+    @property
+    def pending_tasks(self) -> int:
+        """Batches being flushed right now (for leak checks)."""
+        return len(self._tasks)
+
+    @property
+    def in_flight(self) -> int:
+        """Round trips in flight right now."""
+        return self._slots.busy
+
+    # -- batching -------------------------------------------------------------
+
+    def _lone_caller(self) -> bool:
+        """Bind to the running loop; True if this caller can be sent at once, unbatched.
+
+        That is the case when no batch is open and no other task is ready to
+        run this tick (so nobody could join), and a slot is free.
+        """
+        loop = asyncio.get_running_loop()
+        if loop is not self._loop:
+            # A client is bound to one loop at a time; start clean on a new one.
+            self._loop = loop
+            self._ready = getattr(loop, "_ready", None)
+            self._slots = Slots(self._max_inflight)
+            self._deadlines = Deadlines(loop)
+            self._open = None
+            self._tasks = set()
+        ready = self._ready
+        return (
+            self._open is None
+            and ready is not None
+            and not ready
+            and self._slots.busy < self._max_inflight
+        )
+
+    async def _submit(self, op: _Op) -> Any:
+        loop = self._loop
+        assert loop is not None
+        batch = self._open
+        if batch is not None:
+            op.future = loop.create_future()
+            batch.append(op)
+            if len(batch) >= self._max_batch:
+                self._open = None
+            return await op.future
+        batch = [op]
+        self._open = batch
+        await self._gather_tick(batch, [op])
+        if len(batch) == 1:
+            return await self._round_trip(op.timeout, self._send_one(op))
+        op.future = loop.create_future()
+        self._spawn(batch)
+        return await op.future
+
+    async def _submit_many(self, ops: list[_Op], *, return_exceptions: bool = False) -> list[Any]:
+        loop = self._loop
+        assert loop is not None
+        for op in ops:
+            op.future = loop.create_future()
+        batch = self._open
+        if batch is not None:
+            batch.extend(ops)
+            if len(batch) >= self._max_batch:
+                self._open = None
+        else:
+            batch = list(ops)
+            self._open = batch
+            await self._gather_tick(batch, ops)
+            if len(batch) == len(ops):
+                await self._flush(batch)  # nobody joined: no task needed
+            else:
+                self._spawn(batch)
+        results: list[Any] = []
+        for op in ops:
+            assert op.future is not None
+            try:
+                results.append(await op.future)
+            except (RedisCommandError, RedisUnavailable) as exc:
+                if not return_exceptions:
+                    raise
+                results.append(exc)
+        return results
+
+    async def _gather_tick(self, batch: list[_Op], mine: list[_Op]) -> None:
+        """Let the tasks that are ready this tick join ``batch``, then close it."""
+        ready = self._ready
+        if ready is None or ready:
+            try:
+                await asyncio.sleep(0)
+            except asyncio.CancelledError:
+                # Our caller is gone; the others who joined still need their batch.
+                if self._open is batch:
+                    self._open = None
+                rest = [op for op in batch if op not in mine]
+                if rest:
+                    self._spawn(rest)
+                raise
+        if self._open is batch:
+            self._open = None
+
+    def _spawn(self, batch: list[_Op]) -> None:
+        loop = self._loop
+        assert loop is not None
+        for op in batch:
+            if op.future is None:
+                op.future = loop.create_future()
+        task = loop.create_task(self._flush(batch))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # -- sending ----------------------------------------------------------------
+
+    async def _round_trip(self, timeout: float, send: Coroutine[Any, Any, T]) -> T:
+        """Await ``send`` under the breaker, the in-flight bound and a deadline.
+
+        Redis errors come out as the library's exceptions.
+        """
+        try:
+            trial = self.breaker.before_call()
+        except BaseException:
+            send.close()
+            raise
+        slots = self._slots
+        deadlines = self._deadlines
+        assert deadlines is not None
+        if not slots.try_take():
+            try:
+                await slots.take()
+            except BaseException:
+                send.close()
+                if trial:
+                    self.breaker.release_trial()
+                raise
+        deadline = deadlines.start(timeout)
+        self.round_trips += 1
+        try:
+            result = await send
+        except asyncio.CancelledError as exc:
+            if deadline.caused(exc):
+                self.breaker.record_failure(trial)
+                raise RedisTimeout(f"Redis did not answer within {timeout:g}s") from None
+            if trial:
+                self.breaker.release_trial()
+            raise
+        except _UNAVAILABLE_ERRORS as exc:
+            self.breaker.record_failure(trial)
+            raise _translate(exc, timeout) from exc
+        except redis_errors.RedisError as exc:
+            self.breaker.record_success(trial)
+            raise _translate(exc, timeout) from exc
+        finally:
+            deadlines.stop(deadline)
+            slots.give_back()
+        self.breaker.record_success(trial)
+        return result
+
+    async def _send_one(self, op: _Op) -> Any:
+        """One command as itself (no pipeline); scripts are loaded on NOSCRIPT."""
+        try:
+            return await self.client.execute_command(*op.args, **_RAW)
+        except redis_errors.NoScriptError:
+            assert op.script is not None
+            await self.client.script_load(op.script.source)
+            return await self.client.execute_command(*op.args, **_RAW)
+
+    async def _flush(self, batch: list[_Op]) -> None:
+        timeout = max(op.timeout for op in batch)
+        try:
+            await self._round_trip(timeout, self._send_batch(batch))
+        except BaseException as exc:
+            for op in batch:
+                if op.future is not None:
+                    _settle(op.future, _copy_error(exc))
+            if not isinstance(exc, Exception):
+                raise
+
+    async def _send_batch(self, batch: list[_Op]) -> None:
+        gets: dict[bytes, list[_Op]] = {}
+        others: list[_Op] = []
+        for op in batch:
+            if op.kind == _GET:
+                gets.setdefault(op.key, []).append(op)
+            else:
+                others.append(op)
+
+        pipe = self.client.pipeline(transaction=False)
+        get_groups = self._get_groups(list(gets))
+        for group in get_groups:
+            pipe.execute_command("MGET", *group, **_RAW)
+        for op in others:
+            pipe.execute_command(*op.args, **_RAW)
+        replies = await pipe.execute(raise_on_error=False)
+
+        for group, reply in zip(get_groups, replies, strict=False):
+            if isinstance(reply, BaseException):
+                for key in group:
+                    for op in gets[key]:
+                        _settle_op(op, _reply_error(reply))
+                continue
+            for key, value in zip(group, reply, strict=True):
+                for op in gets[key]:
+                    _settle_op(op, value)
+
+        missing: list[_Op] = []
+        for op, reply in zip(others, replies[len(get_groups) :], strict=True):
+            if isinstance(reply, redis_errors.NoScriptError):
+                missing.append(op)
+            elif isinstance(reply, BaseException):
+                _settle_op(op, _reply_error(reply))
+            else:
+                _settle_op(op, reply)
+        if missing:
+            await self._resend_without_scripts(missing)
+
+    async def _resend_without_scripts(self, ops: list[_Op]) -> None:
+        scripts = {op.script.sha: op.script for op in ops if op.script is not None}
+        for script in scripts.values():
+            await self.client.script_load(script.source)
+        pipe = self.client.pipeline(transaction=False)
+        for op in ops:
+            pipe.execute_command(*op.args, **_RAW)
+        for op, reply in zip(ops, await pipe.execute(raise_on_error=False), strict=True):
+            _settle_op(op, _reply_error(reply) if isinstance(reply, BaseException) else reply)
+
+    def _get_groups(self, keys: list[bytes]) -> list[list[bytes]]:
+        """MGET argument lists: one for a server, one per hash slot on a cluster."""
+        if not keys:
+            return []
+        if not self.is_cluster:
+            return [keys]
+        by_slot: dict[int, list[bytes]] = {}
+        for key in keys:
+            by_slot.setdefault(key_slot(key), []).append(key)
+        return list(by_slot.values())
+
+
+_EXECUTORS: weakref.WeakKeyDictionary[Any, Executor] = weakref.WeakKeyDictionary()
+
+
+def executor_for(client: Any) -> Executor:
+    """The executor of ``client``, shared by every pattern object that uses it."""
+    _check_client(client)
+    executor = _EXECUTORS.get(client)
+    if executor is None:
+        executor = _EXECUTORS[client] = Executor(client)
+    return executor
+
+
+def _check_client(client: Any) -> None:
+    if not (callable(getattr(client, "execute_command", None)) and hasattr(client, "pipeline")):
+        raise TypeError(
+            "redis must be a redis.asyncio.Redis, redis.asyncio.RedisCluster or "
+            f"fakeredis.FakeAsyncRedis client, not {type(client).__name__}"
+        )
+    if not inspect.iscoroutinefunction(client.execute_command):
+        raise TypeError(
+            "redis must be an asyncio client (redis.asyncio.Redis), "
+            f"not the synchronous {type(client).__name__}"
+        )

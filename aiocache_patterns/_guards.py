@@ -1,0 +1,124 @@
+"""Cheap guards for a round trip: a bound on calls in flight, and deadlines.
+
+Both exist because the stock tools cost more than a Redis hit can afford on
+the hot path: ``asyncio.timeout`` schedules and cancels a timer per call
+(about 4 µs here) and ``asyncio.Semaphore`` adds a coroutine per acquire.
+
+* :class:`Slots` is a counter with a FIFO of waiters; taking a free slot is one
+  comparison.
+* :class:`Deadlines` keeps the calls in flight in a set and checks them from one
+  periodic callback, armed only while calls are in flight; an overdue call's
+  task is cancelled and the cancellation is turned into a timeout by the call.
+  A deadline fires between ``timeout`` and ``timeout + tick`` after the start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from typing import Final
+
+__all__ = ["Deadline", "Deadlines", "Slots"]
+
+#: How often overdue calls are looked for, in seconds.
+TICK: Final = 0.025
+
+
+class Slots:
+    """At most ``size`` holders; the others wait in arrival order."""
+
+    __slots__ = ("_busy", "_size", "_waiters")
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._busy = 0
+        self._waiters: deque[asyncio.Future[None]] = deque()
+
+    @property
+    def busy(self) -> int:
+        return self._busy
+
+    def try_take(self) -> bool:
+        if self._busy < self._size and not self._waiters:
+            self._busy += 1
+            return True
+        return False
+
+    async def take(self) -> None:
+        if self.try_take():
+            return
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        try:
+            await waiter
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():
+                self.give_back()  # the slot was handed to us as we were cancelled
+            else:
+                self._waiters.remove(waiter)
+            raise
+
+    def give_back(self) -> None:
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)  # hand the slot over; busy stays the same
+                return
+        self._busy -= 1
+
+
+class Deadline:
+    __slots__ = ("at", "baseline", "expired", "task")
+
+    def __init__(self, task: asyncio.Task[object], at: float) -> None:
+        self.task = task
+        self.at = at
+        self.expired = False
+        self.baseline = 0
+
+    def caused(self, exc: asyncio.CancelledError) -> bool:
+        """Whether ``exc`` is this deadline's doing (and not also someone else's cancel)."""
+        if not self.expired:
+            return False
+        uncancel = getattr(self.task, "uncancel", None)
+        if uncancel is None:  # Python 3.10: no cancel counting
+            return True
+        return int(uncancel()) <= self.baseline
+
+
+class Deadlines:
+    """One periodic check for every call in flight on a loop."""
+
+    __slots__ = ("_armed", "_entries", "_loop")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._entries: set[Deadline] = set()
+        self._armed = False
+
+    def start(self, timeout: float) -> Deadline:
+        task = asyncio.current_task(self._loop)
+        if task is None:  # pragma: no cover - always called from a task
+            raise RuntimeError("deadlines need a running task")
+        entry = Deadline(task, self._loop.time() + timeout)
+        self._entries.add(entry)
+        if not self._armed:
+            self._armed = True
+            self._loop.call_later(TICK, self._check)
+        return entry
+
+    def stop(self, entry: Deadline) -> None:
+        self._entries.discard(entry)
+
+    def _check(self) -> None:
+        now = self._loop.time()
+        for entry in self._entries:
+            if entry.at <= now and not entry.expired:
+                entry.expired = True
+                cancelling = getattr(entry.task, "cancelling", None)
+                entry.baseline = int(cancelling()) if cancelling is not None else 0
+                entry.task.cancel()
+        if self._entries:
+            self._loop.call_later(TICK, self._check)
+        else:
+            self._armed = False
