@@ -1,0 +1,50 @@
+"""Production Redis patterns for asyncio, done right.
+
+Cache-aside with stampede prevention, write-through, invalidation, and (as
+they land) rate limiting, leaderboards and distributed locks. Every
+read-modify-write is one Lua script; concurrent callers share round trips.
+"""
+
+from .cache import Cache as Cache
+from .cache import CacheStats as CacheStats
+from .errors import CachePatternsError as CachePatternsError
+from .errors import CircuitOpen as CircuitOpen
+from .errors import LockError as LockError
+from .errors import LockLost as LockLost
+from .errors import LockNotAcquired as LockNotAcquired
+from .errors import LockNotOwned as LockNotOwned
+from .errors import RateLimitExceeded as RateLimitExceeded
+from .errors import RedisCommandError as RedisCommandError
+from .errors import RedisTimeout as RedisTimeout
+from .errors import RedisUnavailable as RedisUnavailable
+from .errors import SerializationError as SerializationError
+from .serializers import JsonSerializer as JsonSerializer
+from .serializers import MsgpackSerializer as MsgpackSerializer
+from .serializers import PickleSerializer as PickleSerializer
+from .serializers import Serializer as Serializer
+from .singleflight import SingleFlight as SingleFlight
+from .singleflight import SingleFlightStats as SingleFlightStats
+
+__version__ = "0.1.0.dev0"
+
+__all__ = (
+    "Cache",
+    "CachePatternsError",
+    "CacheStats",
+    "CircuitOpen",
+    "JsonSerializer",
+    "LockError",
+    "LockLost",
+    "LockNotAcquired",
+    "LockNotOwned",
+    "MsgpackSerializer",
+    "PickleSerializer",
+    "RateLimitExceeded",
+    "RedisCommandError",
+    "RedisTimeout",
+    "RedisUnavailable",
+    "SerializationError",
+    "Serializer",
+    "SingleFlight",
+    "SingleFlightStats",
+)

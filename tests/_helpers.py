@@ -1,0 +1,14 @@
+"""Small helpers shared by the behaviour tests."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tests._backends import all_keys
+
+__all__ = ["all_keys", "ttls_ms"]
+
+
+async def ttls_ms(client: Any) -> dict[bytes, int]:
+    """PTTL of every key: -1 means immortal, which the library must never leave."""
+    return {k: int(await client.pttl(k)) for k in await all_keys(client)}

@@ -1,0 +1,168 @@
+"""The executor: shared round trips, isolation of callers, bounds, NOSCRIPT, cancellation."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from typing import Any
+
+import pytest
+
+from aiocache_patterns._executor import executor_for
+from aiocache_patterns._scripts import Script
+from aiocache_patterns.errors import RedisCommandError
+from tests._backends import Backend
+
+ECHO = Script("test_echo", b"return {KEYS[1], ARGV[1]}")
+
+
+async def _populate(redis: Any, n: int) -> list[bytes]:
+    keys = [f"t:{{k{i}}}".encode() for i in range(n)]
+    for i, key in enumerate(keys):
+        await redis.set(key, f"v{i}".encode())
+    return keys
+
+
+async def test_concurrent_gets_share_one_round_trip(redis: Any) -> None:
+    keys = await _populate(redis, 50)
+    ex = executor_for(redis)
+    before = ex.round_trips
+    values = await asyncio.gather(*(ex.get(k, 1.0) for k in keys))
+    assert values == [f"v{i}".encode() for i in range(50)]
+    # one MGET for the batch (a cluster sends one pipeline, one request per node)
+    assert ex.round_trips - before == 1
+
+
+async def test_a_lone_caller_is_sent_at_once(redis: Any) -> None:
+    keys = await _populate(redis, 3)
+    ex = executor_for(redis)
+    before = ex.round_trips
+    for i, key in enumerate(keys):
+        assert await ex.get(key, 1.0) == f"v{i}".encode()
+    assert ex.round_trips - before == 3
+    assert ex.pending_tasks == 0  # no task was needed
+
+
+async def test_hot_key_is_read_once_per_tick(redis: Any) -> None:
+    await redis.set(b"t:{hot}", b"x")
+    ex = executor_for(redis)
+    sent: list[tuple[Any, ...]] = []
+    original = redis.pipeline
+
+    def spying_pipeline(*args: Any, **kwargs: Any) -> Any:
+        pipe = original(*args, **kwargs)
+        queue = pipe.execute_command
+
+        def record(*cmd: Any, **options: Any) -> Any:
+            sent.append(cmd)
+            return queue(*cmd, **options)
+
+        pipe.execute_command = record
+        return pipe
+
+    redis.pipeline = spying_pipeline
+    try:
+        values = await asyncio.gather(*(ex.get(b"t:{hot}", 1.0) for _ in range(100)))
+    finally:
+        redis.pipeline = original
+    assert values == [b"x"] * 100
+    assert sent == [("MGET", b"t:{hot}")]
+
+
+async def test_one_failing_command_does_not_fail_its_neighbours(redis: Any) -> None:
+    await redis.set(b"t:{s}", b"string")
+    ex = executor_for(redis)
+    results = await asyncio.gather(
+        ex.command("INCR", b"t:{n}", timeout=1.0),
+        ex.command("LPUSH", b"t:{s}", b"x", timeout=1.0),  # WRONGTYPE
+        ex.get(b"t:{s}", 1.0),
+        ex.script(ECHO, [b"t:{e}"], [b"arg"], 1.0),
+        return_exceptions=True,
+    )
+    assert results[0] == 1
+    assert isinstance(results[1], RedisCommandError)
+    assert "WRONGTYPE" in str(results[1])
+    assert results[2] == b"string"
+    assert results[3] == [b"t:{e}", b"arg"]
+
+
+async def test_commands_returns_errors_in_place(redis: Any) -> None:
+    await redis.set(b"t:{s}", b"string")
+    ex = executor_for(redis)
+    replies = await ex.commands(
+        [("SET", b"t:{a}", b"1"), ("LPUSH", b"t:{s}", b"x"), ("GET", b"t:{a}")], 1.0
+    )
+    assert replies[0] in (True, b"OK")
+    assert isinstance(replies[1], RedisCommandError)
+    assert replies[2] == b"1"
+
+
+async def test_noscript_is_answered_by_loading(backend: Backend) -> None:
+    redis = await backend.client()
+    ex = executor_for(redis)
+    script = Script("test_noscript", b"return ARGV[1] .. '!'")
+    # alone, and in a batch, after the server forgot every script
+    for _ in range(2):
+        await redis.script_flush()
+        assert await ex.script(script, [b"t:{x}"], [b"hi"], 1.0) == b"hi!"
+        await redis.script_flush()
+        got = await asyncio.gather(*(ex.script(script, [b"t:{x}"], [str(i)], 1.0) for i in range(5)))
+        assert got == [f"{i}!".encode() for i in range(5)]
+
+
+async def test_decoding_client_still_gets_bytes(redis_decoded: Any) -> None:
+    await redis_decoded.set("t:{b}", "é")
+    ex = executor_for(redis_decoded)
+    assert await ex.get(b"t:{b}", 1.0) == "é".encode()
+    values = await asyncio.gather(ex.get(b"t:{b}", 1.0), ex.get(b"t:{none}", 1.0))
+    assert values == ["é".encode(), None]
+
+
+async def test_ten_thousand_concurrent_gets_on_a_default_pool(redis: Any) -> None:
+    keys = await _populate(redis, 100)
+    ex = executor_for(redis)
+    results = await asyncio.gather(
+        *(ex.get(keys[i % 100], 5.0) for i in range(10_000)), return_exceptions=True
+    )
+    assert results == [f"v{i % 100}".encode() for i in range(10_000)]
+    assert ex.in_flight == 0
+
+
+async def test_random_cancellations_never_cross_results(redis: Any) -> None:
+    """CVE-2023-28858/9 class: a cancelled read must never shift replies between callers."""
+    keys = await _populate(redis, 200)
+    ex = executor_for(redis)
+    rng = random.Random(1234)
+    for _ in range(10):
+        tasks = [asyncio.create_task(ex.get(keys[i % 200], 2.0)) for i in range(400)]
+        for _ in range(rng.randrange(1, 5)):
+            await asyncio.sleep(0)
+            for task in rng.sample(tasks, 40):
+                task.cancel()
+        done = await asyncio.gather(*tasks, return_exceptions=True)
+        for i, result in enumerate(done):
+            if not isinstance(result, asyncio.CancelledError):
+                assert result == f"v{i % 200}".encode(), (i, result)
+    # afterwards every connection is in sync: each key reads back its own value
+    for i in range(0, 200, 7):
+        assert await ex.get(keys[i], 1.0) == f"v{i}".encode()
+    await asyncio.sleep(0)
+    assert ex.pending_tasks == 0
+    assert ex.in_flight == 0
+
+
+async def test_cancelling_the_caller_that_opened_a_batch(redis: Any) -> None:
+    keys = await _populate(redis, 10)
+    ex = executor_for(redis)
+    tasks = [asyncio.create_task(ex.get(k, 1.0)) for k in keys]
+    await asyncio.sleep(0)  # every task has queued its GET; the first is yielding
+    tasks[0].cancel()
+    results = await asyncio.gather(*tasks, return_exceptions=True)
+    assert isinstance(results[0], asyncio.CancelledError)
+    assert results[1:] == [f"v{i}".encode() for i in range(1, 10)]
+
+
+@pytest.mark.parametrize("bad", [object(), None, "redis://localhost"])
+def test_not_a_client(bad: Any) -> None:
+    with pytest.raises(TypeError, match="redis must be"):
+        executor_for(bad)
