@@ -106,7 +106,9 @@ async def test_noscript_is_answered_by_loading(backend: Backend) -> None:
         await redis.script_flush()
         assert await ex.script(script, [b"t:{x}"], [b"hi"], 1.0) == b"hi!"
         await redis.script_flush()
-        got = await asyncio.gather(*(ex.script(script, [b"t:{x}"], [str(i)], 1.0) for i in range(5)))
+        got = await asyncio.gather(
+            *(ex.script(script, [b"t:{x}"], [str(i)], 1.0) for i in range(5))
+        )
         assert got == [f"{i}!".encode() for i in range(5)]
 
 
@@ -115,7 +117,7 @@ async def test_decoding_client_still_gets_bytes(redis_decoded: Any) -> None:
     ex = executor_for(redis_decoded)
     assert await ex.get(b"t:{b}", 1.0) == "é".encode()
     values = await asyncio.gather(ex.get(b"t:{b}", 1.0), ex.get(b"t:{none}", 1.0))
-    assert values == ["é".encode(), None]
+    assert list(values) == ["é".encode(), None]
 
 
 async def test_ten_thousand_concurrent_gets_on_a_default_pool(redis: Any) -> None:
