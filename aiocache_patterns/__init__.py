@@ -18,6 +18,9 @@ from .errors import RedisCommandError as RedisCommandError
 from .errors import RedisTimeout as RedisTimeout
 from .errors import RedisUnavailable as RedisUnavailable
 from .errors import SerializationError as SerializationError
+from .lock import Lease as Lease
+from .lock import Lock as Lock
+from .semaphore import Semaphore as Semaphore
 from .serializers import JsonSerializer as JsonSerializer
 from .serializers import MsgpackSerializer as MsgpackSerializer
 from .serializers import PickleSerializer as PickleSerializer
@@ -33,6 +36,8 @@ __all__ = (
     "CacheStats",
     "CircuitOpen",
     "JsonSerializer",
+    "Lease",
+    "Lock",
     "LockError",
     "LockLost",
     "LockNotAcquired",
@@ -43,6 +48,7 @@ __all__ = (
     "RedisCommandError",
     "RedisTimeout",
     "RedisUnavailable",
+    "Semaphore",
     "SerializationError",
     "Serializer",
     "SingleFlight",

@@ -1,0 +1,200 @@
+"""Wake-ups over Redis pub/sub: one subscription per process, shared by waiters.
+
+Waiters (for a lock, a semaphore, a recompute) register a token on a channel
+and wait in an :class:`Inbox`. Scripts that free something PUBLISH
+``<token>[:<payload>]`` naming the waiter whose turn it is (an empty token
+means "anyone"); the payload reaches that waiter. One ``PubSub``
+connection and one reader task per client carry every channel this process
+waits on; a channel is subscribed while someone waits on it.
+
+Notifications are a fast path, never the only path: a waiter always has a
+fallback deadline (the holder's remaining lease, or a short poll), so a lost
+message (a reconnect, a failover) costs at most that delay.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import weakref
+from collections.abc import AsyncIterator
+from typing import Any
+
+__all__ = ["Inbox", "Notifier", "notifier_for"]
+
+logger = logging.getLogger("aiocache_patterns.notify")
+
+_ANYONE = b""
+
+
+class Inbox:
+    """Where one waiter's wake-ups arrive. A wake-up that comes while nobody
+    waits is kept for the next :meth:`wait`, never lost."""
+
+    __slots__ = ("_future", "_pending")
+
+    def __init__(self) -> None:
+        self._future: asyncio.Future[bytes | None] | None = None
+        self._pending: bytes | None = None
+
+    def deliver(self, payload: bytes) -> None:
+        future = self._future
+        if future is not None and not future.done():
+            future.set_result(payload)
+        elif self._pending is None or payload:
+            self._pending = payload
+
+    async def wait(self, timeout: float) -> bytes | None:
+        """The next wake-up's payload (``b""`` if it had none), or None after ``timeout``."""
+        if self._pending is not None:
+            payload, self._pending = self._pending, None
+            return payload
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[bytes | None] = loop.create_future()
+        self._future = future
+        timer = loop.call_later(timeout, _expire, future)
+        try:
+            return await future
+        finally:
+            timer.cancel()
+            self._future = None
+
+
+def _expire(future: asyncio.Future[bytes | None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
+class Notifier:
+    """Pub/sub wake-ups for one client. Use :func:`notifier_for`."""
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+        self._waiters: dict[bytes, dict[bytes, Inbox]] = {}
+        self._subscribed: set[bytes] = set()
+        self._pubsub: Any = None
+        self._reader: asyncio.Task[None] | None = None
+        self._lock: asyncio.Lock | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._cleanup: set[asyncio.Task[None]] = set()
+
+    @property
+    def channels(self) -> frozenset[bytes]:
+        """Channels subscribed right now (for leak checks)."""
+        return frozenset(self._subscribed)
+
+    @contextlib.asynccontextmanager
+    async def waiting(self, channel: bytes, token: bytes) -> AsyncIterator[Inbox]:
+        """Register ``token`` on ``channel`` while the block runs; wake-ups land in the inbox."""
+        self._bind()
+        inbox = Inbox()
+        self._waiters.setdefault(channel, {})[token] = inbox
+        try:
+            if channel not in self._subscribed:
+                await self._subscribe(channel)
+            yield inbox
+        finally:
+            waiters = self._waiters.get(channel)
+            if waiters is not None:
+                waiters.pop(token, None)
+                if not waiters:
+                    del self._waiters[channel]
+                    self._spawn_cleanup()
+
+    def _bind(self) -> None:
+        loop = asyncio.get_running_loop()
+        if loop is not self._loop:
+            self._loop = loop
+            self._lock = asyncio.Lock()
+            self._pubsub = None
+            self._reader = None
+            self._subscribed = set()
+            self._waiters = {}
+            self._cleanup = set()
+
+    async def _subscribe(self, channel: bytes) -> None:
+        assert self._lock is not None
+        async with self._lock:
+            if channel in self._subscribed or channel not in self._waiters:
+                return
+            if self._pubsub is None:
+                self._pubsub = self._client.pubsub()
+            await self._pubsub.subscribe(channel)
+            self._subscribed.add(channel)
+            if self._reader is None or self._reader.done():
+                self._reader = asyncio.get_running_loop().create_task(self._read())
+
+    def _spawn_cleanup(self) -> None:
+        task = asyncio.get_running_loop().create_task(self._unsubscribe_idle())
+        self._cleanup.add(task)
+        task.add_done_callback(self._cleanup.discard)
+
+    async def _unsubscribe_idle(self) -> None:
+        assert self._lock is not None
+        async with self._lock:
+            idle = [c for c in self._subscribed if c not in self._waiters]
+            if not idle:
+                return
+            pubsub = self._pubsub
+            self._subscribed.difference_update(idle)
+            if self._subscribed:
+                with contextlib.suppress(Exception):
+                    await pubsub.unsubscribe(*idle)
+                return
+            # Nobody waits on anything: close the connection and the reader.
+            self._pubsub = None
+            reader, self._reader = self._reader, None
+            if reader is not None:
+                reader.cancel()
+                with contextlib.suppress(BaseException):
+                    await reader
+            with contextlib.suppress(Exception):
+                await pubsub.aclose()
+
+    async def _read(self) -> None:
+        pubsub = self._pubsub
+        while pubsub is not None and pubsub is self._pubsub:
+            try:
+                message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # connection trouble: waiters fall back to polling
+                logger.debug("pub/sub read failed (%s); retrying", exc)
+                await asyncio.sleep(0.1)
+                continue
+            if message is not None and message.get("type") == "message":
+                self._dispatch(_as_bytes(message["channel"]), _as_bytes(message["data"]))
+
+    def _dispatch(self, channel: bytes, data: bytes) -> None:
+        waiters = self._waiters.get(channel)
+        if not waiters:
+            return
+        token, _, payload = data.partition(b":")
+        if token == _ANYONE:
+            for inbox in waiters.values():
+                inbox.deliver(payload)
+            return
+        target = waiters.get(token)
+        if target is not None:
+            target.deliver(payload)
+
+    async def aclose(self) -> None:
+        """Close the subscription (tests and shutdown)."""
+        self._waiters.clear()
+        await self._unsubscribe_idle()
+
+
+def _as_bytes(value: Any) -> bytes:
+    return value.encode() if isinstance(value, str) else bytes(value)
+
+
+_NOTIFIERS: weakref.WeakKeyDictionary[Any, Notifier] = weakref.WeakKeyDictionary()
+
+
+def notifier_for(client: Any) -> Notifier:
+    """The notifier of ``client``, shared by every waiter of this process."""
+    notifier = _NOTIFIERS.get(client)
+    if notifier is None:
+        notifier = _NOTIFIERS[client] = Notifier(client)
+    return notifier

@@ -1,0 +1,57 @@
+"""The wait loop shared by Lock and Semaphore: try, subscribe, wait to be woken.
+
+``attempt(queue)`` runs the acquire script once and answers
+``(fencing_token, pttl_ms)``: a fencing token when it took the lease, else
+``None`` and how long the lease it waits behind has left (negative if
+unknown). Between tries a waiter sleeps until it is woken by name, the lease
+it waits behind runs out, or the fallback poll interval passes, whichever is
+first. A wake-up may carry a fencing token: the releaser handed the lease
+straight to this waiter, and no further round trip is needed.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+
+from ._notify import Notifier
+
+__all__ = ["wait_for_turn"]
+
+Attempt = Callable[[bool], Awaitable[tuple[int | None, int]]]
+
+
+async def wait_for_turn(
+    attempt: Attempt,
+    *,
+    notifier: Notifier,
+    channel: bytes,
+    token: bytes,
+    blocking_timeout: float | None,
+    poll_interval: float,
+) -> int | None:
+    """Run ``attempt`` until it succeeds; the fencing token, or None if time ran out.
+
+    ``attempt(queue)`` must join the fair queue when ``queue`` is true.
+    """
+    fence, pttl = await attempt(blocking_timeout != 0)
+    if fence is not None or blocking_timeout == 0:
+        return fence
+    deadline = None if blocking_timeout is None else time.monotonic() + blocking_timeout
+    async with notifier.waiting(channel, token) as inbox:
+        # Try again now that we are subscribed: a release in between was not heard.
+        fence, pttl = await attempt(True)
+        while fence is None:
+            wait = poll_interval
+            if pttl > 0:
+                wait = min(wait, pttl / 1000 + 0.0005)
+            if deadline is not None:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return None
+                wait = min(wait, left)
+            payload = await inbox.wait(wait)
+            if payload:
+                return int(payload)  # handed over by the releaser
+            fence, pttl = await attempt(True)
+        return fence
