@@ -20,6 +20,11 @@ from .errors import RedisUnavailable as RedisUnavailable
 from .errors import SerializationError as SerializationError
 from .lock import Lease as Lease
 from .lock import Lock as Lock
+from .ratelimit import Algorithm as Algorithm
+from .ratelimit import Rate as Rate
+from .ratelimit import RateLimiter as RateLimiter
+from .ratelimit import RateLimiterStats as RateLimiterStats
+from .ratelimit import RateLimitResult as RateLimitResult
 from .semaphore import Semaphore as Semaphore
 from .serializers import JsonSerializer as JsonSerializer
 from .serializers import MsgpackSerializer as MsgpackSerializer
@@ -31,6 +36,7 @@ from .singleflight import SingleFlightStats as SingleFlightStats
 __version__ = "0.1.0.dev0"
 
 __all__ = (
+    "Algorithm",
     "Cache",
     "CachePatternsError",
     "CacheStats",
@@ -44,7 +50,11 @@ __all__ = (
     "LockNotOwned",
     "MsgpackSerializer",
     "PickleSerializer",
+    "Rate",
     "RateLimitExceeded",
+    "RateLimitResult",
+    "RateLimiter",
+    "RateLimiterStats",
     "RedisCommandError",
     "RedisTimeout",
     "RedisUnavailable",
