@@ -8,32 +8,28 @@ docs/cache-aside.md for the guarantees and failure modes.
 
 from __future__ import annotations
 
-import asyncio
-import inspect
-import logging
 import random
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
-from ._codec import Codec, Entry, UndecodableEntry
+from ._codec import Codec
+from ._entries import EntryIO
 from ._executor import executor_for
+from ._loading import Loader, await_result
 from ._notify import notifier_for
 from ._validate import Seconds, callable_arg, milliseconds, positive_int, seconds, seconds_or_none
 from .errors import RedisUnavailable
 from .keys import DEFAULT_MAX_KEY_BYTES, KeyBuilder, KeyT
 from .metrics import CacheStats, Counters
 from .serializers import JsonSerializer, Serializer
-from .singleflight import SingleFlight
-from .stampede import RecomputeLock, new_token, xfetch_due
+from .stampede import RecomputeLock
 
 if TYPE_CHECKING:
     from ._cached import CachedFunction, P, R
 
 __all__ = ["Cache", "CacheStats"]
-
-logger = logging.getLogger("aiocache_patterns.cache")
 
 T = TypeVar("T")
 
@@ -42,8 +38,6 @@ DEFAULT_MAX_VALUE_BYTES: Final = 16 * 1024 * 1024
 
 #: How long a waiter sleeps at most between looks when no wake-up arrives.
 _WAIT_POLL: Final = 0.25
-
-_MISS: Final[Any] = object()
 
 
 class Cache:
@@ -99,13 +93,13 @@ class Cache:
         clock: Callable[[], float] = time.time,
         random: Callable[[], float] = random.random,
     ) -> None:
-        self._executor = executor_for(redis)
-        self._keys = KeyBuilder(namespace, max_key_bytes=max_key_bytes)
         if ttl is None:
             raise TypeError("ttl must be a number of seconds or a timedelta, not None")
-        self._ttl = self._ttl_arg(ttl)
-        self._stale_ttl = seconds_or_none(stale_ttl, "stale_ttl", allow_zero=True) or 0.0
-        self._timeout = seconds(timeout, "timeout")
+        self._ttl = _ttl_seconds(ttl)
+        executor = executor_for(redis)
+        self._keys = KeyBuilder(namespace, max_key_bytes=max_key_bytes)
+        stale = seconds_or_none(stale_ttl, "stale_ttl", allow_zero=True) or 0.0
+        timeout_s = seconds(timeout, "timeout")
         if serializer is None:
             serializer = JsonSerializer()
         elif not isinstance(serializer, Serializer):
@@ -113,43 +107,41 @@ class Cache:
         for flag, argname in ((fail_open, "fail_open"), (recompute_lock, "recompute_lock")):
             if not isinstance(flag, bool):
                 raise TypeError(f"{argname} must be a bool")
-        self._fail_open = fail_open
         if isinstance(beta, bool) or not isinstance(beta, (int, float)):
             raise TypeError("beta must be a number")
         if not 0 <= beta < float("inf"):
             raise ValueError(f"beta must be finite and >= 0, got {beta!r}")
-        self._beta = float(beta)
-        self._refresh_after = seconds_or_none(refresh_after, "refresh_after")
-        self._clock = callable_arg(clock, "clock")
-        self._random = callable_arg(random, "random")
-        self._codec = Codec(
+        callable_arg(clock, "clock")
+        callable_arg(random, "random")
+        codec = Codec(
             serializer,
             max_value_bytes=positive_int(max_value_bytes, "max_value_bytes"),
-            grace=self._stale_ttl,
-            clock=self._clock,
+            grace=stale,
+            clock=clock,
         )
-        self._lock = (
+        self._counters = Counters()
+        self._io = EntryIO(
+            executor, codec, self._counters, timeout=timeout_s, fail_open=fail_open, clock=clock
+        )
+        lock = (
             RecomputeLock(
-                self._executor,
+                executor,
                 notifier_for(redis),
                 ttl=seconds(lock_ttl, "lock_ttl"),
-                timeout=self._timeout,
+                timeout=timeout_s,
                 poll_interval=_WAIT_POLL,
             )
             if recompute_lock
             else None
         )
-        self._lock_timeout = seconds(lock_timeout, "lock_timeout", allow_zero=True)
-        self._flights = SingleFlight()
-        self._counters = Counters()
-        self._load_tokens: dict[bytes, object] = {}
-        self._refreshing: set[bytes] = set()
-        self._warned_keys: set[bytes] = set()
-        self._last_error_log = 0.0
-        #: Background refreshes (cancelled on close) and lock releases (awaited on close).
-        self._tasks: set[asyncio.Task[Any]] = set()
-        self._cleanups: set[asyncio.Future[None]] = set()
-        self._closed = False
+        self._loader = Loader(
+            self._io,
+            lock,
+            lock_timeout=seconds(lock_timeout, "lock_timeout", allow_zero=True),
+            beta=float(beta),
+            refresh_after=seconds_or_none(refresh_after, "refresh_after"),
+            random=random,
+        )
 
     # -- reading -------------------------------------------------------------
 
@@ -160,7 +152,7 @@ class Cache:
         to tell it from a miss. Stale values are misses here.
         """
         rkey = self._keys.key(key)
-        entry = self._fresh(rkey, await self._read(rkey, "get"))
+        entry = self._io.fresh(rkey, await self._io.read(rkey, "get"))
         return default if entry is None else entry.value
 
     async def get_many(self, keys: Iterable[KeyT]) -> dict[KeyT, Any]:
@@ -175,13 +167,13 @@ class Cache:
             wanted.setdefault(self._keys.key(k, "keys"), []).append(k)
         rkeys = list(wanted)
         try:
-            raws = await self._executor.get_many(rkeys, self._timeout)
+            raws = await self._io.executor.get_many(rkeys, self._io.timeout)
         except RedisUnavailable as exc:
-            self._redis_failed("get_many", exc)
+            self._io.redis_failed("get_many", exc)
             return {}
         found: dict[KeyT, Any] = {}
         for rkey, raw in zip(rkeys, raws, strict=True):
-            entry = self._fresh(rkey, raw)
+            entry = self._io.fresh(rkey, raw)
             if entry is not None:
                 for key in wanted[rkey]:
                     found[key] = entry.value
@@ -192,12 +184,9 @@ class Cache:
     async def set(self, key: KeyT, value: Any, ttl: Seconds | None = None) -> None:
         """Store ``value`` under ``key`` for ``ttl`` seconds (the cache's default if None)."""
         rkey = self._keys.key(key)
-        data, px = self._codec.encode(value, self._ttl_arg(ttl), 0.0)
-        self._invalidate_loads(rkey)
-        try:
-            await self._executor.command("SET", rkey, data, "PX", px, timeout=self._timeout)
-        except RedisUnavailable as exc:
-            self._redis_failed("set", exc)
+        data, px = self._io.codec.encode(value, self._ttl_arg(ttl), 0.0)
+        self._loader.invalidate(rkey)
+        await self._io.write(rkey, data, px, "set")
 
     async def set_many(self, mapping: Mapping[KeyT, Any], ttl: Seconds | None = None) -> None:
         """Store every item in one round trip; nothing is sent if any value fails to encode."""
@@ -207,18 +196,18 @@ class Cache:
         commands = []
         for key, value in mapping.items():
             rkey = self._keys.key(key, "mapping key")
-            data, px = self._codec.encode(value, ttl_s, 0.0)
+            data, px = self._io.codec.encode(value, ttl_s, 0.0)
             commands.append(("SET", rkey, data, "PX", px))
         for command in commands:
-            self._invalidate_loads(command[1])
+            self._loader.invalidate(command[1])
         try:
-            replies = await self._executor.commands(commands, self._timeout)
+            replies = await self._io.executor.commands(commands, self._io.timeout)
         except RedisUnavailable as exc:
-            self._redis_failed("set_many", exc)
+            self._io.redis_failed("set_many", exc)
             return
         for reply in replies:
             if isinstance(reply, RedisUnavailable):
-                self._redis_failed("set_many", reply)
+                self._io.redis_failed("set_many", reply)
 
     async def delete(self, *keys: KeyT) -> int:
         """Remove keys; return how many existed.
@@ -228,11 +217,12 @@ class Cache:
         """
         rkeys = [self._keys.key(k, "keys") for k in keys]
         for rkey in rkeys:
-            self._invalidate_loads(rkey)
+            self._loader.invalidate(rkey)
         if not rkeys:
             return 0
+        commands = [("DEL", k) for k in rkeys]
         try:
-            replies = await self._executor.commands([("DEL", k) for k in rkeys], self._timeout)
+            replies = await self._io.executor.commands(commands, self._io.timeout)
         except RedisUnavailable:
             self._counters.errors += 1
             raise
@@ -257,13 +247,10 @@ class Cache:
         """
         callable_arg(writer, "writer")
         rkey = self._keys.key(key)
-        data, px = self._codec.encode(value, self._ttl_arg(ttl), 0.0)
-        await _await_result(writer(value), "writer")
-        self._invalidate_loads(rkey)
-        try:
-            await self._executor.command("SET", rkey, data, "PX", px, timeout=self._timeout)
-        except RedisUnavailable as exc:
-            self._redis_failed("write_through", exc)
+        data, px = self._io.codec.encode(value, self._ttl_arg(ttl), 0.0)
+        await await_result(writer(value), "writer")
+        self._loader.invalidate(rkey)
+        await self._io.write(rkey, data, px, "write_through")
 
     # -- loading -------------------------------------------------------------
 
@@ -282,228 +269,7 @@ class Cache:
         is served (fail-open) and the error counted.
         """
         callable_arg(loader, "loader")
-        rkey = self._keys.key(key)
-        ttl_s = self._ttl_arg(ttl)
-        try:
-            raw = await self._executor.get(rkey, self._timeout)
-        except RedisUnavailable as exc:
-            self._redis_failed("get_or_load", exc)
-            self._counters.misses += 1
-            value, _ = await self._flights.do_shared(rkey, lambda: self._call_loader(loader))
-            return value
-        entry = self._decode(rkey, raw)
-        if entry is not None:
-            now = self._clock()
-            if now < entry.fresh_until:
-                self._counters.hits += 1
-                if self._refresh_due(now, entry) and not self._flights.in_flight(rkey):
-                    if self._refresh_after is not None:
-                        self._refresh_in_background(rkey, loader, ttl_s, entry)
-                    else:
-                        self._counters.early_recomputes += 1
-                        return await self._flights.do(
-                            rkey, lambda: self._recompute(rkey, loader, ttl_s, entry)
-                        )
-                return entry.value  # type: ignore[no-any-return]
-            # Stale, within the grace: one caller refreshes, the others get it as it is.
-            self._counters.misses += 1
-            if self._flights.in_flight(rkey):
-                self._counters.stale_served += 1
-                return entry.value  # type: ignore[no-any-return]
-            return await self._flights.do(
-                rkey, lambda: self._recompute(rkey, loader, ttl_s, entry)
-            )
-        self._counters.misses += 1
-        value, shared = await self._flights.do_shared(
-            rkey, lambda: self._fill(rkey, loader, ttl_s)
-        )
-        if shared:
-            self._counters.coalesced += 1
-        return value
-
-    def _refresh_due(self, now: float, entry: Entry) -> bool:
-        if self._refresh_after is not None and now - entry.created >= self._refresh_after:
-            return True
-        if self._beta == 0:
-            return False
-        return xfetch_due(now, entry.delta, entry.fresh_until, self._beta, 1.0 - self._random())
-
-    async def _fill(self, rkey: bytes, loader: Callable[[], Awaitable[T]], ttl: float) -> T:
-        """A miss, for this process: load, or wait for the process that is loading."""
-        lock = self._lock
-        if lock is None:
-            return await self._load(rkey, loader, ttl)
-        token = new_token()
-        try:
-            acquired, raw, pttl = await lock.try_acquire(rkey, token)
-        except RedisUnavailable as exc:
-            self._redis_failed("get_or_load", exc)
-            return await self._call_loader(loader)
-        current = self._decode(rkey, raw, count=False)
-        if acquired:
-            return await self._load_locked(rkey, token, loader, ttl, fallback=current)
-        self._counters.waited += 1
-        deadline = time.monotonic() + self._lock_timeout
-        try:
-            async with lock.waiting(rkey, token) as inbox:
-                while True:
-                    left = deadline - time.monotonic()
-                    if left <= 0:
-                        break
-                    woken = await inbox.wait(lock.wait_time(pttl, left)) is not None
-                    if woken:  # the entry was written (or its loader gave up): look
-                        entry = self._fresh(rkey, await self._read(rkey, "get_or_load"))
-                        if entry is not None:
-                            return entry.value  # type: ignore[no-any-return]
-                    acquired, raw, pttl = await lock.try_acquire(rkey, token)
-                    current = self._decode(rkey, raw, count=False)
-                    if current is not None and current.fresh_until > self._clock():
-                        if acquired:
-                            await self._store(rkey, token, None, 0)
-                        return current.value  # type: ignore[no-any-return]
-                    if acquired:  # the loader died or gave up: our turn
-                        return await self._load_locked(rkey, token, loader, ttl, fallback=current)
-        except RedisUnavailable as exc:
-            self._redis_failed("get_or_load", exc)
-        # Waited long enough (nginx's proxy_cache_lock_timeout): stale if any, else load.
-        if current is not None:
-            self._counters.stale_served += 1
-            return current.value  # type: ignore[no-any-return]
-        return await self._load(rkey, loader, ttl)
-
-    async def _recompute(
-        self, rkey: bytes, loader: Callable[[], Awaitable[T]], ttl: float, entry: Entry
-    ) -> T:
-        """Refresh an entry that exists (fresh or stale); never waits for another process."""
-        lock = self._lock
-        if lock is None:
-            return await self._load(rkey, loader, ttl, fallback=entry)
-        token = new_token()
-        try:
-            acquired, raw, _ = await lock.try_acquire(rkey, token)
-        except RedisUnavailable as exc:
-            self._redis_failed("get_or_load", exc)
-            return await self._call_loader(loader)
-        if not acquired:  # another process is refreshing it: use what there is
-            current = self._decode(rkey, raw, count=False) or entry
-            if current.fresh_until <= self._clock():
-                self._counters.stale_served += 1
-            return current.value  # type: ignore[no-any-return]
-        return await self._load_locked(rkey, token, loader, ttl, fallback=entry)
-
-    async def _load_locked(
-        self,
-        rkey: bytes,
-        token: bytes,
-        loader: Callable[[], Awaitable[T]],
-        ttl: float,
-        fallback: Entry | None,
-    ) -> T:
-        """Load while holding the recompute lock; store, release and wake waiters in one go."""
-        assert self._lock is not None
-        load_token = self._load_tokens[rkey] = object()
-        try:
-            async with self._lock.held(rkey, token):
-                value, delta = await self._timed_load(loader)
-        except BaseException as exc:
-            self._forget_load(rkey, load_token)
-            # Give the lock back and wake the waiters, even if we were cancelled.
-            store = asyncio.ensure_future(self._store(rkey, token, None, 0))
-            self._cleanups.add(store)
-            store.add_done_callback(self._cleanups.discard)
-            if isinstance(exc, Exception) and fallback is not None:
-                return self._serve_fallback(rkey, fallback, exc)  # type: ignore[no-any-return]
-            raise
-        data, px = self._codec.encode(value, ttl, delta)
-        stored = self._forget_load(rkey, load_token)
-        await self._store(rkey, token, data if stored else None, px)
-        return value
-
-    async def _load(
-        self,
-        rkey: bytes,
-        loader: Callable[[], Awaitable[T]],
-        ttl: float,
-        fallback: Entry | None = None,
-    ) -> T:
-        """Load and store without the recompute lock."""
-        load_token = self._load_tokens[rkey] = object()
-        try:
-            value, delta = await self._timed_load(loader)
-        except Exception as exc:
-            self._forget_load(rkey, load_token)
-            if fallback is not None:
-                return self._serve_fallback(rkey, fallback, exc)  # type: ignore[no-any-return]
-            raise
-        except BaseException:
-            self._forget_load(rkey, load_token)
-            raise
-        data, px = self._codec.encode(value, ttl, delta)
-        if self._forget_load(rkey, load_token):  # not invalidated while loading: store it
-            try:
-                await self._executor.command("SET", rkey, data, "PX", px, timeout=self._timeout)
-            except RedisUnavailable as exc:
-                self._redis_failed("store", exc)
-        return value
-
-    async def _timed_load(self, loader: Callable[[], Awaitable[T]]) -> tuple[T, float]:
-        started = time.perf_counter()
-        value = await self._call_loader(loader)
-        return value, time.perf_counter() - started
-
-    async def _call_loader(self, loader: Callable[[], Awaitable[T]]) -> T:
-        self._counters.loads += 1
-        try:
-            return await _await_result(loader(), "loader")
-        except Exception:
-            self._counters.errors += 1
-            raise
-
-    def _serve_fallback(self, rkey: bytes, fallback: Entry, exc: Exception) -> Any:
-        """stale-if-error: the loader failed, but there is a value to serve."""
-        logger.warning("loader for %r failed (%r); serving the cached value", rkey[:200], exc)
-        if fallback.fresh_until <= self._clock():
-            self._counters.stale_served += 1
-        return fallback.value
-
-    async def _store(self, rkey: bytes, token: bytes, data: bytes | None, px: int) -> None:
-        assert self._lock is not None
-        try:
-            await self._lock.store(rkey, token, data, px)
-        except RedisUnavailable as exc:
-            self._redis_failed("store", exc)
-
-    def _refresh_in_background(
-        self, rkey: bytes, loader: Callable[[], Awaitable[Any]], ttl: float, entry: Entry
-    ) -> None:
-        if self._closed or rkey in self._refreshing:
-            return
-        self._refreshing.add(rkey)
-        self._counters.refreshes += 1
-        task = asyncio.get_running_loop().create_task(
-            self._flights.do(rkey, lambda: self._recompute(rkey, loader, ttl, entry))
-        )
-        self._tasks.add(task)
-
-        def done(task: asyncio.Task[Any]) -> None:
-            self._tasks.discard(task)
-            self._refreshing.discard(rkey)
-            if not task.cancelled() and task.exception() is not None:
-                logger.warning("background refresh of %r failed: %r", rkey[:200], task.exception())
-
-        task.add_done_callback(done)
-
-    def _invalidate_loads(self, rkey: bytes) -> None:
-        """Loads of ``rkey`` running now must not write their (older) value."""
-        self._load_tokens.pop(rkey, None)
-        self._flights.forget(rkey)
-
-    def _forget_load(self, rkey: bytes, load_token: object) -> bool:
-        """End a load; True if it was not invalidated meanwhile."""
-        if self._load_tokens.get(rkey) is load_token:
-            del self._load_tokens[rkey]
-            return True
-        return False
+        return await self._loader.get_or_load(self._keys.key(key), loader, self._ttl_arg(ttl))
 
     # -- decorator -------------------------------------------------------------
 
@@ -552,74 +318,13 @@ class Cache:
 
         Recompute locks they held are given back (and their waiters woken) first.
         """
-        self._closed = True
-        tasks = list(self._tasks)
-        for task in tasks:
-            task.cancel()
-        if tasks:
-            await asyncio.gather(*tasks, return_exceptions=True)
-        if self._cleanups:
-            await asyncio.gather(*self._cleanups, return_exceptions=True)
-
-    # -- internals -------------------------------------------------------------
+        await self._loader.aclose()
 
     def _ttl_arg(self, ttl: Seconds | None) -> float:
-        if ttl is None:
-            return self._ttl
-        value = seconds(ttl, "ttl")
-        milliseconds(value, "ttl")
-        return value
-
-    async def _read(self, rkey: bytes, operation: str) -> bytes | None:
-        try:
-            return await self._executor.get(rkey, self._timeout)
-        except RedisUnavailable as exc:
-            self._redis_failed(operation, exc)
-            return None
-
-    def _decode(self, rkey: bytes, raw: bytes | None, *, count: bool = True) -> Entry | None:
-        """The entry in ``raw``; None if absent or undecodable (counted and logged)."""
-        if raw is None:
-            return None
-        try:
-            return self._codec.decode(raw)
-        except UndecodableEntry as exc:
-            if count:
-                self._counters.decode_errors += 1
-                self._warn_undecodable(rkey, exc)
-            return None
-
-    def _fresh(self, rkey: bytes, raw: bytes | None) -> Entry | None:
-        """The entry if it is fresh, counting a hit or a miss."""
-        entry = self._decode(rkey, raw)
-        if entry is None or entry.fresh_until <= self._clock():
-            self._counters.misses += 1
-            return None
-        self._counters.hits += 1
-        return entry
-
-    def _warn_undecodable(self, rkey: bytes, exc: Exception) -> None:
-        if rkey in self._warned_keys:
-            return
-        if len(self._warned_keys) >= 1024:
-            self._warned_keys.clear()
-        self._warned_keys.add(rkey)
-        logger.warning(
-            "cached value under %r cannot be decoded (%s); treating it as a miss", rkey[:200], exc
-        )
-
-    def _redis_failed(self, operation: str, exc: RedisUnavailable) -> None:
-        """Count a Redis error; re-raise it unless the cache fails open."""
-        self._counters.errors += 1
-        if not self._fail_open:
-            raise exc
-        now = time.monotonic()
-        if now - self._last_error_log >= 1.0:  # one line a second, not one per call
-            self._last_error_log = now
-            logger.warning("Redis error during %s, failing open: %s", operation, exc)
+        return self._ttl if ttl is None else _ttl_seconds(ttl)
 
 
-async def _await_result(result: Awaitable[T], argname: str) -> T:
-    if not inspect.isawaitable(result):
-        raise TypeError(f"{argname} must be an async function (it returned a non-awaitable)")
-    return await result
+def _ttl_seconds(ttl: object) -> float:
+    value = seconds(ttl, "ttl")
+    milliseconds(value, "ttl")
+    return value

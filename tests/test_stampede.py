@@ -219,10 +219,10 @@ async def test_closing_the_cache_cancels_background_refreshes(redis: Any) -> Non
     loader.gate = asyncio.Event()  # the refresh will hang
     assert await cache.get_or_load("k", loader) == "v1"
     await asyncio.sleep(0.01)
-    assert len(cache._tasks) == 1
+    assert len(cache._loader.tasks) == 1
     await asyncio.wait_for(cache.aclose(), 2)
-    assert not cache._tasks
-    assert not cache._cleanups
+    assert not cache._loader.tasks
+    assert not cache._loader.cleanups
     assert not await redis.exists(b"bgc:{k}:lock")  # its recompute lock was given back
     # closed: no new refreshes are started
     assert await cache.get_or_load("k", loader) == "v1"
