@@ -218,6 +218,12 @@ class Executor:
             return await self._round_trip(timeout, self._send_one(op))
         return await self._submit(op)
 
+    async def guarded(self, operation: Coroutine[Any, Any, T], timeout: float) -> T:
+        """Await a redis-py call made outside the batches (pub/sub, say) under the same
+        breaker, in-flight bound, deadline and error translation as every command."""
+        self._lone_caller()  # bind to the running loop
+        return await self._round_trip(timeout, operation)
+
     @property
     def pending_tasks(self) -> int:
         """Batches being flushed right now (for leak checks)."""
@@ -358,7 +364,10 @@ class Executor:
         except asyncio.CancelledError as exc:
             if deadline.caused(exc):
                 self.breaker.record_failure(trial)
-                raise RedisTimeout(f"Redis did not answer within {timeout:g}s") from None
+                # If redis-py was retrying (backing off after a failure), that failure
+                # is the real story: keep it as the cause.
+                cause = exc.__context__ if isinstance(exc.__context__, Exception) else None
+                raise RedisTimeout(f"Redis did not answer within {timeout:g}s") from cause
             if trial:
                 self.breaker.release_trial()
             raise

@@ -178,6 +178,7 @@ class LeaseHolder:
                 token=token,
                 blocking_timeout=wait_limit,
                 poll_interval=self._poll,
+                timeout=self._timeout,
             )
         except BaseException:
             _background(self._abandon(token, list(pending)))

@@ -21,6 +21,8 @@ import weakref
 from collections.abc import AsyncIterator
 from typing import Any
 
+from ._executor import executor_for
+
 __all__ = ["Inbox", "Notifier", "notifier_for"]
 
 logger = logging.getLogger("aiocache_patterns.notify")
@@ -71,6 +73,7 @@ class Notifier:
 
     def __init__(self, client: Any) -> None:
         self._client = client
+        self._executor = executor_for(client)
         self._waiters: dict[bytes, dict[bytes, Inbox]] = {}
         self._subscribed: set[bytes] = set()
         self._pubsub: Any = None
@@ -85,14 +88,18 @@ class Notifier:
         return frozenset(self._subscribed)
 
     @contextlib.asynccontextmanager
-    async def waiting(self, channel: bytes, token: bytes) -> AsyncIterator[Inbox]:
-        """Register ``token`` on ``channel`` while the block runs; wake-ups land in the inbox."""
+    async def waiting(self, channel: bytes, token: bytes, timeout: float) -> AsyncIterator[Inbox]:
+        """Register ``token`` on ``channel`` while the block runs; wake-ups land in the inbox.
+
+        Subscribing obeys ``timeout`` and the client's circuit breaker like any
+        command, and fails with ``RedisUnavailable``/``RedisTimeout``.
+        """
         self._bind()
         inbox = Inbox()
         self._waiters.setdefault(channel, {})[token] = inbox
         try:
             if channel not in self._subscribed:
-                await self._subscribe(channel)
+                await self._subscribe(channel, timeout)
             yield inbox
         finally:
             waiters = self._waiters.get(channel)
@@ -113,14 +120,20 @@ class Notifier:
             self._waiters = {}
             self._cleanup = set()
 
-    async def _subscribe(self, channel: bytes) -> None:
+    async def _subscribe(self, channel: bytes, timeout: float) -> None:
         assert self._lock is not None
         async with self._lock:
             if channel in self._subscribed or channel not in self._waiters:
                 return
             if self._pubsub is None:
                 self._pubsub = self._client.pubsub()
-            await self._pubsub.subscribe(channel)
+            try:
+                await self._executor.guarded(self._pubsub.subscribe(channel), timeout)
+            except BaseException:
+                # The connection is in an unknown state: drop it and every subscription
+                # on it. Waiters already in fall back to their polls; new ones resubscribe.
+                self._discard_pubsub()
+                raise
             self._subscribed.add(channel)
             if self._reader is None or self._reader.done():
                 self._reader = asyncio.get_running_loop().create_task(self._read())
@@ -151,6 +164,17 @@ class Notifier:
                     await reader
             with contextlib.suppress(Exception):
                 await pubsub.aclose()
+
+    def _discard_pubsub(self) -> None:
+        pubsub, self._pubsub = self._pubsub, None
+        reader, self._reader = self._reader, None
+        self._subscribed = set()
+        if reader is not None:
+            reader.cancel()
+        if pubsub is not None:
+            task = asyncio.get_running_loop().create_task(_close_quietly(pubsub))
+            self._cleanup.add(task)
+            task.add_done_callback(self._cleanup.discard)
 
     async def _read(self) -> None:
         pubsub = self._pubsub
@@ -183,6 +207,11 @@ class Notifier:
         """Close the subscription (tests and shutdown)."""
         self._waiters.clear()
         await self._unsubscribe_idle()
+
+
+async def _close_quietly(pubsub: Any) -> None:
+    with contextlib.suppress(Exception):
+        await pubsub.aclose()
 
 
 def _as_bytes(value: Any) -> bytes:

@@ -29,16 +29,18 @@ async def wait_for_turn(
     token: bytes,
     blocking_timeout: float | None,
     poll_interval: float,
+    timeout: float,
 ) -> int | None:
     """Run ``attempt`` until it succeeds; the fencing token, or None if time ran out.
 
-    ``attempt(queue)`` must join the fair queue when ``queue`` is true.
+    ``attempt(queue)`` must join the fair queue when ``queue`` is true;
+    ``timeout`` bounds subscribing to the wake-ups, like any Redis operation.
     """
     fence, pttl = await attempt(blocking_timeout != 0)
     if fence is not None or blocking_timeout == 0:
         return fence
     deadline = None if blocking_timeout is None else time.monotonic() + blocking_timeout
-    async with notifier.waiting(channel, token) as inbox:
+    async with notifier.waiting(channel, token, timeout) as inbox:
         # Try again now that we are subscribed: a release in between was not heard.
         fence, pttl = await attempt(True)
         while fence is None:

@@ -132,7 +132,7 @@ class RecomputeLock:
     @contextlib.asynccontextmanager
     async def waiting(self, rkey: bytes, token: bytes) -> AsyncIterator[Inbox]:
         """Be woken when the entry is written (or the loader gives up)."""
-        async with self._notifier.waiting(self.channel(rkey), token) as inbox:
+        async with self._notifier.waiting(self.channel(rkey), token, self._timeout) as inbox:
             yield inbox
 
     def wait_time(self, pttl_ms: int, left: float) -> float:
