@@ -94,7 +94,14 @@ class RateLimitResult:
 
     def headers(self, policy: str = "default") -> dict[str, str]:
         """HTTP headers: the IETF draft's ``RateLimit`` and ``RateLimit-Policy``,
-        and ``Retry-After`` on a denial (draft-ietf-httpapi-ratelimit-headers)."""
+        and ``Retry-After`` on a denial (draft-ietf-httpapi-ratelimit-headers).
+
+        A degraded result (decided without Redis) carries no quota headers:
+        only ``Retry-After`` when it is a denial.
+        """
+        if self.degraded:
+            # Decided without Redis: the quota is unknown, so advertise none.
+            return {} if self.allowed else {"Retry-After": str(_whole(self.retry_after))}
         name = policy.replace("\\", "\\\\").replace('"', '\\"')
         headers = {
             "RateLimit-Policy": f'"{name}";q={self.limit};w={_whole(self.window)}',

@@ -225,3 +225,21 @@ async def test_bad_key(redis: Any) -> None:
         await limiter.hit(42)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="key"):
         await limiter.hit("")
+
+
+def test_degraded_results_advertise_no_quota() -> None:
+    from aiocache_patterns import RateLimitResult
+
+    assert RateLimitResult(True, 100, 99, 0.0, 0.0, 60.0, degraded=True).headers() == {}
+    assert RateLimitResult(False, 100, 0, 0.0, 1.0, 60.0, degraded=True).headers() == {
+        "Retry-After": "1"
+    }
+
+
+async def test_sliding_log_refusals_stay_cheap_with_a_big_limit(redis: Any) -> None:
+    """retry_after reads only the oldest entries it needs, not the whole log."""
+    limiter = RateLimiter(redis, limit=2000, window=60, algorithm="sliding_log")
+    await asyncio.gather(*(limiter.hit("big") for _ in range(2000)))
+    denied = await limiter.hit("big", cost=3)
+    assert not denied.allowed
+    assert 50 < denied.retry_after <= 60  # when the third-oldest hit slides out

@@ -48,10 +48,11 @@ for i = 1, n do
 end
 
 local function retry_after(s)
-    -- the time at which enough of the oldest hits have slid out
+    -- the time at which enough of the oldest hits have slid out; each hit costs
+    -- at least 1, so the oldest `excess` entries always free enough: O(excess)
     local excess = s.total + cost - s.limit
     local freed = 0
-    local entries = redis.call('ZRANGE', s.log, 0, -1, 'WITHSCORES')
+    local entries = redis.call('ZRANGE', s.log, 0, excess - 1, 'WITHSCORES')
     for j = 1, #entries, 2 do
         freed = freed + cost_of(entries[j])
         if freed >= excess then
@@ -83,6 +84,10 @@ for i = 1, n do
 end
 local b = st[best]
 local reset = 0
-local newest = redis.call('ZRANGE', b.log, -1, -1, 'WITHSCORES')
-if newest[2] then reset = tonumber(newest[2]) + b.window - now end
+if commit then
+    reset = b.window  -- the newest hit is this one
+else
+    local newest = redis.call('ZRANGE', b.log, -1, -1, 'WITHSCORES')
+    if newest[2] then reset = tonumber(newest[2]) + b.window - now end
+end
 return {all and 1 or 0, best, best_remaining, math.floor(reset), math.ceil(retry)}
