@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -10,9 +11,15 @@ from ._validate import milliseconds
 from .errors import SerializationError
 from .serializers import Serializer
 
-__all__ = ["Codec", "Entry", "UndecodableEntry"]
+__all__ = ["MISS", "Codec", "Entry", "UndecodableEntry"]
 
 UndecodableEntry = (_envelope.EnvelopeError, SerializationError)
+
+#: What :meth:`Codec.value_if_fresh` returns for an entry that is not fresh.
+MISS: Any = object()
+
+_FRESH_UNTIL = struct.Struct(">d")
+_FRESH_UNTIL_AT = _envelope.HEADER_SIZE - _FRESH_UNTIL.size
 
 
 class Entry(NamedTuple):
@@ -55,6 +62,15 @@ class Codec:
         now = self._clock()
         data = _envelope.pack(bytes(payload), created=now, delta=delta, fresh_until=now + ttl)
         return data, milliseconds(ttl + self._grace, "ttl")
+
+    def value_if_fresh(self, raw: bytes, now: float) -> Any:
+        """The value if ``raw`` holds a fresh entry, else ``MISS``: the hit path,
+        decoding only what it needs. Raises one of ``UndecodableEntry``."""
+        if len(raw) < _envelope.HEADER_SIZE or not raw.startswith(_envelope.MAGIC):
+            raise _envelope.EnvelopeError("not a cache envelope")
+        if _FRESH_UNTIL.unpack_from(raw, _FRESH_UNTIL_AT)[0] <= now:
+            return MISS
+        return self._serializer.loads(raw[_envelope.HEADER_SIZE :])
 
     def decode(self, raw: bytes) -> Entry:
         """Raise one of ``UndecodableEntry`` if ``raw`` is not an entry we can read."""

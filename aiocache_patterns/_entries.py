@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from ._codec import Codec, Entry, UndecodableEntry
+from ._codec import MISS, Codec, Entry, UndecodableEntry
 from .errors import RedisUnavailable
 
 if TYPE_CHECKING:
@@ -82,6 +82,21 @@ class EntryIO:
                 self.counters.decode_errors += 1
                 self._warn_undecodable(rkey, exc)
             return None
+
+    def fresh_value(self, rkey: bytes, raw: bytes | None) -> Any:
+        """The value if ``raw`` is a fresh entry, else ``MISS``; counts a hit or a miss."""
+        if raw is not None:
+            try:
+                value = self.codec.value_if_fresh(raw, self._clock())
+            except UndecodableEntry as exc:
+                self.counters.decode_errors += 1
+                self._warn_undecodable(rkey, exc)
+            else:
+                if value is not MISS:
+                    self.counters.hits += 1
+                    return value
+        self.counters.misses += 1
+        return MISS
 
     def fresh(self, rkey: bytes, raw: bytes | None) -> Entry | None:
         """The entry if it is fresh, counting a hit or a miss."""

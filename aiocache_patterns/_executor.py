@@ -357,12 +357,12 @@ class Executor:
                 if trial:
                     self.breaker.release_trial()
                 raise
-        deadline = deadlines.start(timeout)
+        task = deadlines.start(timeout)
         self.round_trips += 1
         try:
             result = await send
         except asyncio.CancelledError as exc:
-            if deadline.caused(exc):
+            if deadlines.caused(task):
                 self.breaker.record_failure(trial)
                 # If redis-py was retrying (backing off after a failure), that failure
                 # is the real story: keep it as the cause.
@@ -378,7 +378,7 @@ class Executor:
             self.breaker.record_success(trial)
             raise _translate(exc, timeout) from exc
         finally:
-            deadlines.stop(deadline)
+            deadlines.stop(task)
             slots.give_back()
         self.breaker.record_success(trial)
         return result

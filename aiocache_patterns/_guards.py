@@ -6,9 +6,10 @@ the hot path: ``asyncio.timeout`` schedules and cancels a timer per call
 
 * :class:`Slots` is a counter with a FIFO of waiters; taking a free slot is one
   comparison.
-* :class:`Deadlines` keeps the calls in flight in a set and checks them from one
-  periodic callback, armed only while calls are in flight; an overdue call's
-  task is cancelled and the cancellation is turned into a timeout by the call.
+* :class:`Deadlines` keeps the calls in flight in a dict (task -> deadline) and
+  checks them from one periodic callback, armed only while calls are in
+  flight; an overdue call's task is cancelled and the cancellation is turned
+  into a timeout by the call.
   A deadline fires between ``timeout`` and ``timeout + tick`` after the start.
 """
 
@@ -16,9 +17,9 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from typing import Final
+from typing import Any, Final
 
-__all__ = ["Deadline", "Deadlines", "Slots"]
+__all__ = ["Deadlines", "Slots"]
 
 #: How often overdue calls are looked for, in seconds.
 TICK: Final = 0.025
@@ -67,58 +68,57 @@ class Slots:
         self._busy -= 1
 
 
-class Deadline:
-    __slots__ = ("at", "baseline", "expired", "task")
-
-    def __init__(self, task: asyncio.Task[object], at: float) -> None:
-        self.task = task
-        self.at = at
-        self.expired = False
-        self.baseline = 0
-
-    def caused(self, exc: asyncio.CancelledError) -> bool:
-        """Whether ``exc`` is this deadline's doing (and not also someone else's cancel)."""
-        if not self.expired:
-            return False
-        uncancel = getattr(self.task, "uncancel", None)
-        if uncancel is None:  # Python 3.10: no cancel counting
-            return True
-        return int(uncancel()) <= self.baseline
-
-
 class Deadlines:
-    """One periodic check for every call in flight on a loop."""
+    """One periodic check for every call in flight on a loop.
 
-    __slots__ = ("_armed", "_entries", "_loop")
+    A call registers its task with :meth:`start` and unregisters it with
+    :meth:`stop` (one dict insert and delete: no allocation per call). A task
+    runs at most one round trip at a time, so the task is the call's handle.
+    """
+
+    __slots__ = ("_active", "_armed", "_expired", "_loop")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
-        self._entries: set[Deadline] = set()
+        #: task -> when its call is overdue (loop time)
+        self._active: dict[asyncio.Task[Any], float] = {}
+        #: task -> its cancel count just before we cancelled it (for uncancel)
+        self._expired: dict[asyncio.Task[Any], int] = {}
         self._armed = False
 
-    def start(self, timeout: float) -> Deadline:
+    def start(self, timeout: float) -> asyncio.Task[Any]:
         task = asyncio.current_task(self._loop)
         if task is None:  # pragma: no cover - always called from a task
             raise RuntimeError("deadlines need a running task")
-        entry = Deadline(task, self._loop.time() + timeout)
-        self._entries.add(entry)
+        self._active[task] = self._loop.time() + timeout
         if not self._armed:
             self._armed = True
             self._loop.call_later(TICK, self._check)
-        return entry
+        return task
 
-    def stop(self, entry: Deadline) -> None:
-        self._entries.discard(entry)
+    def stop(self, task: asyncio.Task[Any]) -> None:
+        self._active.pop(task, None)
+        self._expired.pop(task, None)
+
+    def caused(self, task: asyncio.Task[Any]) -> bool:
+        """Whether the task's cancellation is our deadline's doing (and nobody else's)."""
+        baseline = self._expired.pop(task, None)
+        if baseline is None:
+            return False
+        uncancel = getattr(task, "uncancel", None)
+        if uncancel is None:  # Python 3.10: no cancel counting
+            return True
+        return int(uncancel()) <= baseline
 
     def _check(self) -> None:
         now = self._loop.time()
-        for entry in self._entries:
-            if entry.at <= now and not entry.expired:
-                entry.expired = True
-                cancelling = getattr(entry.task, "cancelling", None)
-                entry.baseline = int(cancelling()) if cancelling is not None else 0
-                entry.task.cancel()
-        if self._entries:
+        overdue = [task for task, at in self._active.items() if at <= now]
+        for task in overdue:
+            del self._active[task]
+            cancelling = getattr(task, "cancelling", None)
+            self._expired[task] = int(cancelling()) if cancelling is not None else 0
+            task.cancel()
+        if self._active:
             self._loop.call_later(TICK, self._check)
         else:
             self._armed = False

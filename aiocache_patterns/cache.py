@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
-from ._codec import Codec
+from ._codec import MISS, Codec
 from ._entries import EntryIO
 from ._executor import executor_for
 from ._loading import Loader, await_result
@@ -152,8 +152,14 @@ class Cache:
         to tell it from a miss. Stale values are misses here.
         """
         rkey = self._keys.key(key)
-        entry = self._io.fresh(rkey, await self._io.read(rkey, "get"))
-        return default if entry is None else entry.value
+        io = self._io
+        try:
+            raw = await io.executor.get(rkey, io.timeout)
+        except RedisUnavailable as exc:
+            io.redis_failed("get", exc)
+            raw = None
+        value = io.fresh_value(rkey, raw)
+        return default if value is MISS else value
 
     async def get_many(self, keys: Iterable[KeyT]) -> dict[KeyT, Any]:
         """``{key: value}`` for the keys that hold a fresh value; misses are absent.
@@ -173,10 +179,10 @@ class Cache:
             return {}
         found: dict[KeyT, Any] = {}
         for rkey, raw in zip(rkeys, raws, strict=True):
-            entry = self._io.fresh(rkey, raw)
-            if entry is not None:
+            value = self._io.fresh_value(rkey, raw)
+            if value is not MISS:
                 for key in wanted[rkey]:
-                    found[key] = entry.value
+                    found[key] = value
         return found
 
     # -- writing -------------------------------------------------------------
