@@ -194,7 +194,9 @@ class Cache:
         self._loader.invalidate(rkey)
         await self._io.write(rkey, data, px, "set")
 
-    async def set_many(self, mapping: Mapping[KeyT, Any], ttl: Seconds | None = None) -> None:
+    async def set_many(
+        self, mapping: Mapping[str, Any] | Mapping[bytes, Any], ttl: Seconds | None = None
+    ) -> None:
         """Store every item in one round trip; nothing is sent if any value fails to encode."""
         if not isinstance(mapping, Mapping):
             raise TypeError(f"mapping must be a mapping, not {type(mapping).__name__}")
