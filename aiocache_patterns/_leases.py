@@ -171,7 +171,7 @@ class LeaseHolder:
             return None, int(reply[1])
 
         try:
-            fence = await wait_for_turn(
+            fence, handed_over = await wait_for_turn(
                 attempt,
                 notifier=self._notifier,
                 channel=self._channel,
@@ -190,10 +190,13 @@ class LeaseHolder:
         lease = self._lease = Lease(self._name, fence, token=token)
         self._cancelled_for_loss = False
         if self._auto_renew:
-            self._watchdog = asyncio.get_running_loop().create_task(self._renew(lease))
-        elif self._handoff_ms < self._ttl_ms:
-            # A handed-over lease starts short; stretch it to the full ttl now.
-            _background(self._stretch(lease))
+            self._watchdog = asyncio.get_running_loop().create_task(
+                self._renew(lease, short=handed_over and self._handoff_ms < self._ttl_ms)
+            )
+        elif handed_over and self._handoff_ms < self._ttl_ms:
+            # A handed-over lease starts short: stretch it to the full ttl a third of
+            # the way in, unless it is released first (the usual case: no extra trip).
+            self._watchdog = asyncio.get_running_loop().create_task(self._stretch(lease))
         return True
 
     async def release(self) -> None:
@@ -209,9 +212,14 @@ class LeaseHolder:
         self._lease = None
         self._stop_watchdog()
         keys, args = self._release_args(lease.token)
-        released = await asyncio.shield(
-            asyncio.ensure_future(self._run(self._RELEASE, keys, args))
-        )
+        try:
+            released = await self._run(self._RELEASE, keys, args)
+        except asyncio.CancelledError:
+            # Cancelled mid-flight: the script ran or it did not. Release again in the
+            # background; if the first one ran, this one finds the lease gone and
+            # changes nothing (compare-and-delete), so the lock is never left held.
+            _background(self._release_quietly(lease.token))
+            raise
         if not int(released):
             lease.lost.set()
             raise LockNotOwned(f"the lease on {self._name!r} expired or was taken over")
@@ -275,24 +283,29 @@ class LeaseHolder:
         """After a cancelled or timed-out acquire: give back a lease we got, leave the queue."""
         if pending:
             await asyncio.gather(*pending, return_exceptions=True)
-        with contextlib.suppress(CachePatternsError):
-            await self._run(self._RELEASE, *self._release_args(token))
+        await self._release_quietly(token)
         with contextlib.suppress(CachePatternsError):
             await self._run(_LEAVE, [self._queue_key, self._deadlines_key], [token])
 
+    async def _release_quietly(self, token: bytes) -> None:
+        with contextlib.suppress(CachePatternsError):
+            await self._run(self._RELEASE, *self._release_args(token))
+
     async def _stretch(self, lease: Lease) -> None:
+        await asyncio.sleep(self._handoff_ms / 3000)
         try:
             if not await self._extend(lease, self._ttl_ms):
                 lease.lost.set()
         except CachePatternsError as exc:
             logger.warning("extending the handed-over lease on %r failed: %s", self._name, exc)
 
-    async def _renew(self, lease: Lease) -> None:
+    async def _renew(self, lease: Lease, *, short: bool) -> None:
         interval = self._ttl / 3
-        good_until = time.monotonic() + self._handoff_ms / 1000 - 0.05  # conservative
-        first = self._handoff_ms < self._ttl_ms  # a handed-over lease starts short
+        lease_ms = self._handoff_ms if short else self._ttl_ms
+        good_until = time.monotonic() + lease_ms / 1000 - 0.05  # conservative
+        first = short  # a handed-over lease starts short: renew it sooner
         while True:
-            await asyncio.sleep(0 if first else interval)
+            await asyncio.sleep(min(interval, self._handoff_ms / 3000) if first else interval)
             first = False
             started = time.monotonic()
             try:

@@ -180,15 +180,15 @@ class Notifier:
         pubsub = self._pubsub
         while pubsub is not None and pubsub is self._pubsub:
             try:
-                message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
+                async for message in pubsub.listen():
+                    if message.get("type") == "message":
+                        self._dispatch(_as_bytes(message["channel"]), _as_bytes(message["data"]))
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # connection trouble: waiters fall back to polling
                 logger.debug("pub/sub read failed (%s); retrying", exc)
-                await asyncio.sleep(0.1)
-                continue
-            if message is not None and message.get("type") == "message":
-                self._dispatch(_as_bytes(message["channel"]), _as_bytes(message["data"]))
+            # listen() ends when nothing is subscribed (or after an error): look again soon.
+            await asyncio.sleep(0.1)
 
     def _dispatch(self, channel: bytes, data: bytes) -> None:
         waiters = self._waiters.get(channel)

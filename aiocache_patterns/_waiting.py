@@ -30,15 +30,16 @@ async def wait_for_turn(
     blocking_timeout: float | None,
     poll_interval: float,
     timeout: float,
-) -> int | None:
-    """Run ``attempt`` until it succeeds; the fencing token, or None if time ran out.
+) -> tuple[int | None, bool]:
+    """Run ``attempt`` until it succeeds: ``(fencing token or None if time ran out,
+    whether the lease was handed over by a releaser rather than taken)``.
 
     ``attempt(queue)`` must join the fair queue when ``queue`` is true;
     ``timeout`` bounds subscribing to the wake-ups, like any Redis operation.
     """
     fence, pttl = await attempt(blocking_timeout != 0)
     if fence is not None or blocking_timeout == 0:
-        return fence
+        return fence, False
     deadline = None if blocking_timeout is None else time.monotonic() + blocking_timeout
     async with notifier.waiting(channel, token, timeout) as inbox:
         # Try again now that we are subscribed: a release in between was not heard.
@@ -50,10 +51,10 @@ async def wait_for_turn(
             if deadline is not None:
                 left = deadline - time.monotonic()
                 if left <= 0:
-                    return None
+                    return None, False
                 wait = min(wait, left)
             payload = await inbox.wait(wait)
             if payload:
-                return int(payload)  # handed over by the releaser
+                return int(payload), True  # handed over by the releaser
             fence, pttl = await attempt(True)
-        return fence
+        return fence, False
