@@ -1,0 +1,1 @@
+"""Example applications built on aiocache_patterns (see each package's README)."""
