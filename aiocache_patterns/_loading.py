@@ -16,13 +16,14 @@ store it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import logging
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
-from ._codec import Entry
+from ._codec import MISS, Entry
 from ._entries import EntryIO
 from .errors import RedisUnavailable
 from .singleflight import SingleFlight
@@ -118,69 +119,96 @@ class Loader:
     def _refresh_due(self, now: float, entry: Entry) -> bool:
         if self._refresh_after is not None and now - entry.created >= self._refresh_after:
             return True
-        if self._beta == 0:
+        if self._beta == 0 or now < entry.created + (entry.fresh_until - entry.created) / 2:
+            # XFetch only in the second half of a value's life: at high read rates
+            # its lead (delta * beta * ln(reads)) would otherwise eat short TTLs.
             return False
         return xfetch_due(now, entry.delta, entry.fresh_until, self._beta, 1.0 - self._random())
 
     async def _fill(self, rkey: bytes, loader: Callable[[], Awaitable[T]], ttl: float) -> T:
         """A miss, for this process: load, or wait for the process that is loading."""
+        load_token = self._begin_load(rkey)  # from here on, an invalidation wins over us
+        try:
+            return await self._fill_or_wait(rkey, loader, ttl, load_token)
+        finally:
+            self._end_load(rkey, load_token)
+
+    async def _fill_or_wait(
+        self, rkey: bytes, loader: Callable[[], Awaitable[T]], ttl: float, load_token: object
+    ) -> T:
         lock = self._lock
         if lock is None:
-            return await self._load(rkey, loader, ttl)
+            return await self._load(rkey, loader, ttl, load_token)
         token = new_token()
         try:
             acquired, raw, pttl = await lock.try_acquire(rkey, token)
         except RedisUnavailable as exc:
             self._io.redis_failed("get_or_load", exc)
             return await self._call(loader)
-        current = self._io.decode(rkey, raw, count=False)
-        if acquired:
-            return await self._load_locked(rkey, token, loader, ttl, fallback=current)
-        self._counters.waited += 1
+        self._counters.waited += 0 if acquired else 1
         deadline = time.monotonic() + self._lock_timeout
         try:
-            async with lock.waiting(rkey, token) as inbox:
-                while (left := deadline - time.monotonic()) > 0:
-                    if await inbox.wait(lock.wait_time(pttl, left)) is not None:
-                        # The entry was written (or its loader gave up): look.
-                        entry = self._io.fresh(rkey, await self._io.read(rkey, "get_or_load"))
-                        if entry is not None:
-                            return entry.value  # type: ignore[no-any-return]
-                    acquired, raw, pttl = await lock.try_acquire(rkey, token)
+            async with contextlib.AsyncExitStack() as stack:
+                inbox = None
+                while True:
                     current = self._io.decode(rkey, raw, count=False)
                     if current is not None and current.fresh_until > self._io.now():
+                        # Somebody stored it since our GET: no load (and no lock) needed.
                         if acquired:
                             await self._store(rkey, token, None, 0)
                         return current.value  # type: ignore[no-any-return]
-                    if acquired:  # the loader died or gave up: our turn
-                        return await self._load_locked(rkey, token, loader, ttl, fallback=current)
+                    if acquired:  # our turn: first, or the loader died or gave up
+                        return await self._load_locked(
+                            rkey, token, loader, ttl, current, load_token
+                        )
+                    if inbox is None:
+                        inbox = await stack.enter_async_context(lock.waiting(rkey, token))
+                    elif (left := deadline - time.monotonic()) <= 0:
+                        break
+                    elif await inbox.wait(lock.wait_time(pttl, left)) is not None:
+                        # The entry was written (or its loader gave up): look.
+                        value = self._io.fresh_value(
+                            rkey, await self._io.read(rkey, "get_or_load")
+                        )
+                        if value is not MISS:
+                            return value  # type: ignore[no-any-return]
+                    acquired, raw, pttl = await lock.try_acquire(rkey, token)
         except RedisUnavailable as exc:
             self._io.redis_failed("get_or_load", exc)
         # Waited long enough (nginx's proxy_cache_lock_timeout): stale if any, else load.
+        current = self._io.decode(rkey, raw, count=False)
         if current is not None:
             self._counters.stale_served += 1
             return current.value  # type: ignore[no-any-return]
-        return await self._load(rkey, loader, ttl)
+        return await self._load(rkey, loader, ttl, load_token)
 
     async def _recompute(
         self, rkey: bytes, loader: Callable[[], Awaitable[T]], ttl: float, entry: Entry
     ) -> T:
         """Refresh an entry that exists (fresh or stale); never waits for another process."""
-        lock = self._lock
-        if lock is None:
-            return await self._load(rkey, loader, ttl, fallback=entry)
-        token = new_token()
+        load_token = self._begin_load(rkey)
         try:
-            acquired, raw, _ = await lock.try_acquire(rkey, token)
-        except RedisUnavailable as exc:
-            self._io.redis_failed("get_or_load", exc)
-            return await self._call(loader)
-        if not acquired:  # another process is refreshing it: use what there is
+            lock = self._lock
+            if lock is None:
+                return await self._load(rkey, loader, ttl, load_token, fallback=entry)
+            token = new_token()
+            try:
+                acquired, raw, _ = await lock.try_acquire(rkey, token)
+            except RedisUnavailable as exc:
+                self._io.redis_failed("get_or_load", exc)
+                return await self._call(loader)
             current = self._io.decode(rkey, raw, count=False) or entry
-            if current.fresh_until <= self._io.now():
-                self._counters.stale_served += 1
+            if acquired and not (
+                current.created > entry.created and current.fresh_until > self._io.now()
+            ):
+                return await self._load_locked(rkey, token, loader, ttl, entry, load_token)
+            if acquired:  # somebody refreshed it since our GET: nothing to do
+                await self._store(rkey, token, None, 0)
+            elif current.fresh_until <= self._io.now():
+                self._counters.stale_served += 1  # another process is refreshing it
             return current.value  # type: ignore[no-any-return]
-        return await self._load_locked(rkey, token, loader, ttl, fallback=entry)
+        finally:
+            self._end_load(rkey, load_token)
 
     def _refresh_in_background(
         self, rkey: bytes, loader: Callable[[], Awaitable[Any]], ttl: float, entry: Entry
@@ -211,15 +239,14 @@ class Loader:
         loader: Callable[[], Awaitable[T]],
         ttl: float,
         fallback: Entry | None,
+        load_token: object,
     ) -> T:
         """Load while holding the recompute lock; store, release and wake waiters in one go."""
         assert self._lock is not None
-        load_token = self._load_tokens[rkey] = object()
         try:
             async with self._lock.held(rkey, token):
                 value, delta = await self._timed(loader)
         except BaseException as exc:
-            self._end_load(rkey, load_token)
             # Give the lock back and wake the waiters, even if we were cancelled.
             store = asyncio.ensure_future(self._store(rkey, token, None, 0))
             self.cleanups.add(store)
@@ -228,8 +255,8 @@ class Loader:
                 return self._serve_fallback(rkey, fallback, exc)  # type: ignore[no-any-return]
             raise
         data, px = self._io.codec.encode(value, ttl, delta)
-        stored = self._end_load(rkey, load_token)
-        await self._store(rkey, token, data if stored else None, px)
+        still_valid = self._load_tokens.get(rkey) is load_token  # no invalidation since
+        await self._store(rkey, token, data if still_valid else None, px)
         return value
 
     async def _load(
@@ -237,22 +264,18 @@ class Loader:
         rkey: bytes,
         loader: Callable[[], Awaitable[T]],
         ttl: float,
+        load_token: object,
         fallback: Entry | None = None,
     ) -> T:
         """Load and store without the recompute lock."""
-        load_token = self._load_tokens[rkey] = object()
         try:
             value, delta = await self._timed(loader)
         except Exception as exc:
-            self._end_load(rkey, load_token)
             if fallback is not None:
                 return self._serve_fallback(rkey, fallback, exc)  # type: ignore[no-any-return]
             raise
-        except BaseException:
-            self._end_load(rkey, load_token)
-            raise
         data, px = self._io.codec.encode(value, ttl, delta)
-        if self._end_load(rkey, load_token):  # not invalidated while loading: store it
+        if self._load_tokens.get(rkey) is load_token:  # not invalidated while loading
             await self._io.write(rkey, data, px, "store")
         return value
 
@@ -283,12 +306,14 @@ class Loader:
         except RedisUnavailable as exc:
             self._io.redis_failed("store", exc)
 
-    def _end_load(self, rkey: bytes, load_token: object) -> bool:
-        """End a load; True if it was not invalidated meanwhile."""
+    def _begin_load(self, rkey: bytes) -> object:
+        """Start a load of ``rkey``; an invalidation from now on makes it not store."""
+        load_token = self._load_tokens[rkey] = object()
+        return load_token
+
+    def _end_load(self, rkey: bytes, load_token: object) -> None:
         if self._load_tokens.get(rkey) is load_token:
             del self._load_tokens[rkey]
-            return True
-        return False
 
 
 async def await_result(result: Awaitable[T], argname: str) -> T:

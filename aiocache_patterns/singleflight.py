@@ -39,11 +39,33 @@ class SingleFlightStats:
 
 
 class _Flight(Generic[T]):
-    __slots__ = ("task", "waiters")
+    """One call in flight: its task, and a future per caller waiting for it.
+
+    Each caller waits on a future of its own (cheaper than a shield per
+    caller, and a cancelled caller cancels only its own future).
+    """
+
+    __slots__ = ("futures", "task", "waiters")
 
     def __init__(self, task: asyncio.Task[T]) -> None:
         self.task = task
         self.waiters = 0
+        self.futures: list[asyncio.Future[T]] = []
+        task.add_done_callback(self._settle)
+
+    def _settle(self, task: asyncio.Task[T]) -> None:
+        if task.cancelled():
+            for future in self.futures:
+                future.cancel()
+            return
+        exc = task.exception()  # also marks it retrieved
+        for future in self.futures:
+            if future.done():
+                continue
+            if exc is not None:
+                future.set_exception(exc)
+            else:
+                future.set_result(task.result())
 
 
 class SingleFlight:
@@ -84,8 +106,10 @@ class SingleFlight:
         else:
             self._coalesced += 1
         flight.waiters += 1
+        future: asyncio.Future[T] = flight.task.get_loop().create_future()
+        flight.futures.append(future)
         try:
-            return await asyncio.shield(flight.task), shared
+            return await future, shared
         finally:
             flight.waiters -= 1
             if flight.waiters == 0 and not flight.task.done():

@@ -328,3 +328,41 @@ async def test_without_the_recompute_lock_each_process_loads(backend: Backend) -
     loader = Loader(delay=0.05)
     await asyncio.gather(*(c.get_or_load("k", loader) for c in caches for _ in range(10)))
     assert loader.calls == 3  # single-flight still holds within each process
+
+
+async def test_a_late_process_does_not_load_what_was_just_stored(
+    backend: Backend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its GET missed, but by the time it takes the free lock the entry is there: no load."""
+    from aiocache_patterns.stampede import RecomputeLock
+
+    caches = await _processes(backend, 2, ttl=60)
+    late_lock = caches[1]._loader._lock
+    real = RecomputeLock.try_acquire
+
+    async def slow_for_the_late_one(
+        self: RecomputeLock, rkey: bytes, token: bytes
+    ) -> tuple[bool, bytes | None, int]:
+        if self is late_lock:
+            await asyncio.sleep(0.1)  # the leader loads and stores meanwhile
+        return await real(self, rkey, token)
+
+    monkeypatch.setattr(RecomputeLock, "try_acquire", slow_for_the_late_one)
+    loader = Loader("v", delay=0.02)
+    results = await asyncio.gather(*(c.get_or_load("k", loader) for c in caches))
+    assert results == ["v", "v"]
+    assert loader.calls == 1
+    assert not await (await backend.client()).exists(b"st:{k}:lock")  # lock given back
+
+
+async def test_xfetch_waits_for_the_second_half_of_a_values_life(redis: Any) -> None:
+    now = [1_000_000.0]
+    cache = Cache(redis, namespace="xh", ttl=10, clock=lambda: now[0], random=lambda: 0.999999)
+    loader = Loader("v", delay=0.5)  # expensive: XFetch's lead would be ~7 s
+    await cache.get_or_load("k", loader)
+    now[0] += 4  # first half: never early, however expensive
+    await cache.get_or_load("k", loader)
+    assert loader.calls == 1
+    now[0] += 2  # second half, within the lead: recompute early
+    await cache.get_or_load("k", loader)
+    assert loader.calls == 2
