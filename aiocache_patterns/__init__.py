@@ -18,6 +18,13 @@ from .errors import RedisCommandError as RedisCommandError
 from .errors import RedisTimeout as RedisTimeout
 from .errors import RedisUnavailable as RedisUnavailable
 from .errors import SerializationError as SerializationError
+from .leaderboard import BoardPeriod as BoardPeriod
+from .leaderboard import KeepPolicy as KeepPolicy
+from .leaderboard import Leaderboard as Leaderboard
+from .leaderboard import LeaderboardEntry as LeaderboardEntry
+from .leaderboard import LeaderboardView as LeaderboardView
+from .leaderboard import RankStyle as RankStyle
+from .leaderboard import ViewAggregate as ViewAggregate
 from .lock import Lease as Lease
 from .lock import Lock as Lock
 from .ratelimit import Algorithm as Algorithm
@@ -37,11 +44,16 @@ __version__ = "0.1.0.dev0"
 
 __all__ = (
     "Algorithm",
+    "BoardPeriod",
     "Cache",
     "CachePatternsError",
     "CacheStats",
     "CircuitOpen",
     "JsonSerializer",
+    "KeepPolicy",
+    "Leaderboard",
+    "LeaderboardEntry",
+    "LeaderboardView",
     "Lease",
     "Lock",
     "LockError",
@@ -50,6 +62,7 @@ __all__ = (
     "LockNotOwned",
     "MsgpackSerializer",
     "PickleSerializer",
+    "RankStyle",
     "Rate",
     "RateLimitExceeded",
     "RateLimitResult",
@@ -63,4 +76,5 @@ __all__ = (
     "Serializer",
     "SingleFlight",
     "SingleFlightStats",
+    "ViewAggregate",
 )

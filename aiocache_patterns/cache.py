@@ -195,7 +195,9 @@ class Cache:
         await self._io.write(rkey, data, px, "set")
 
     async def set_many(
-        self, mapping: Mapping[str, Any] | Mapping[bytes, Any], ttl: Seconds | None = None
+        self,
+        mapping: Mapping[str, Any] | Mapping[bytes, Any] | Mapping[KeyT, Any],
+        ttl: Seconds | None = None,
     ) -> None:
         """Store every item in one round trip; nothing is sent if any value fails to encode."""
         if not isinstance(mapping, Mapping):

@@ -1,0 +1,116 @@
+-- leaderboard_lib_write: functions shared by the leaderboard_* scripts that
+-- write (tie-break sequence numbers and prefixes, the distinct-score set,
+-- expiry). Not a script of its own: it is prepended, after leaderboard_lib,
+-- to leaderboard_submit, _increment, _remove and _view.
+--
+-- KEYS     none of its own
+-- ARGV     none of its own
+-- Returns  nothing: it only defines local functions.
+--
+-- The key layout and the tie-break are described in leaderboard_lib.
+
+local SEQ_SPAN = 9007199254740992 -- 2^53
+
+-- v (0 <= v < 2^56) as 7 bytes, big-endian.
+local function bytes7(v)
+    local b7 = v % 256
+    v = (v - b7) / 256
+    local b6 = v % 256
+    v = (v - b6) / 256
+    local b5 = v % 256
+    v = (v - b5) / 256
+    local b4 = v % 256
+    v = (v - b4) / 256
+    local b3 = v % 256
+    v = (v - b3) / 256
+    local b2 = v % 256
+    v = (v - b2) / 256
+    return string.char(v, b2, b3, b4, b5, b6, b7)
+end
+
+local function prefix_of(seq, desc)
+    if desc then
+        return bytes7(SEQ_SPAN - seq)
+    end
+    return bytes7(seq)
+end
+
+-- The prefixes of sequence numbers first, first + 1, ...: each call returns
+-- the next one (the five high bytes are reused while they do not change).
+local function prefix_stream(first, desc)
+    local v, step = first, 1
+    if desc then
+        v, step = SEQ_SPAN - first, -1
+    end
+    local high, head = -1, ''
+    return function()
+        local low = v % 65536
+        if v - low ~= high then
+            high = v - low
+            head = string.sub(bytes7(high), 1, 5)
+        end
+        v = v + step
+        local b7 = low % 256
+        return head .. string.char((low - b7) / 256, b7)
+    end
+end
+
+local function seq_of(prefix, desc)
+    local b1, b2, b3, b4, b5, b6, b7 = string.byte(prefix, 1, 7)
+    local v = ((((((b1 * 256 + b2) * 256 + b3) * 256 + b4) * 256 + b5) * 256 + b6) * 256) + b7
+    if desc then
+        return SEQ_SPAN - v
+    end
+    return v
+end
+
+-- Record new scores in ds (a list of scores as text; duplicates are fine).
+local function ds_add(ds, scores)
+    local batch, nb, seen = {}, 0, {}
+    for i = 1, #scores do
+        local c = canon(tonumber(scores[i]))
+        if not seen[c] then
+            seen[c] = true
+            batch[nb + 1] = c
+            batch[nb + 2] = c
+            nb = nb + 2
+        end
+    end
+    if nb > 0 then
+        redis.call('ZADD', ds, unpack(batch, 1, nb))
+    end
+end
+
+-- Drop from ds the old scores nobody on board z holds any more.
+local function ds_drop(z, ds, scores)
+    local seen = {}
+    for i = 1, #scores do
+        local c = canon(scores[i])
+        if not seen[c] then
+            seen[c] = true
+            if redis.call('ZCOUNT', z, c, c) == 0 then
+                redis.call('ZREM', ds, c)
+            end
+        end
+    end
+end
+
+-- The first of `count` new sequence numbers (the counter keeps its TTL, if any).
+local function take_seqs(seq_key, count)
+    local t = redis.call('TIME')
+    local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+    local last = tonumber(redis.call('GET', seq_key) or '0')
+    local first = math.max(last + 1, now)
+    redis.call('SET', seq_key, int_text(first + count - 1), 'KEEPTTL')
+    return first
+end
+
+-- Periodic boards: every key expires at `at` (Unix seconds, text); '0' = never.
+local function expire_at(at, keys)
+    if at == '0' then
+        return
+    end
+    for i = 1, #keys do
+        redis.call('EXPIREAT', keys[i], at)
+    end
+end

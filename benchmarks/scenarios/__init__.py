@@ -1,0 +1,27 @@
+"""The scenario registry: ``python -m benchmarks --scenario NAME`` picks from here.
+
+To add a scenario, write a module with an object that has ``name``,
+``description`` and ``async run(ctx) -> ScenarioResult`` (see
+:class:`benchmarks.scenarios._base.Scenario`), using the shared helpers in
+``_base`` (variants, cases, interleaved measurement) and ``benchmarks._report``,
+and list it in ``_ALL`` below.
+"""
+
+from __future__ import annotations
+
+from benchmarks.scenarios import hit, leaderboard, lock, ratelimit, soak, stampede
+from benchmarks.scenarios._base import RunContext, Scenario
+
+__all__ = ["SCENARIOS", "RunContext", "Scenario"]
+
+_ALL: tuple[Scenario, ...] = (
+    hit.SCENARIO,
+    lock.SCENARIO,
+    ratelimit.SCENARIO,
+    leaderboard.SCENARIO,
+    stampede.SCENARIO,
+    soak.SCENARIO,
+)
+
+#: Every scenario by name, in the order they run.
+SCENARIOS: dict[str, Scenario] = {s.name: s for s in _ALL}
