@@ -10,14 +10,21 @@ import asyncio
 import itertools
 import json
 import math
-from typing import Any
+from typing import Any, get_args
 
 import fakeredis
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from aiocache_patterns import JsonSerializer, Lock, LockNotOwned, RateLimiter
+from aiocache_patterns import (
+    JsonSerializer,
+    Leaderboard,
+    Lock,
+    LockNotOwned,
+    RankStyle,
+    RateLimiter,
+)
 from aiocache_patterns.ratelimit import Algorithm
 from tests._fakeclock import ServerClock, server_clock
 
@@ -205,3 +212,55 @@ def test_fake_clock_drives_the_server(algorithm: Algorithm) -> None:
     """The premise of this file: moving the fake clock really moves the limiter."""
     admitted = _admitted(algorithm, [(0, 5), (0, 1), (WINDOW + 0.1, 1)])
     assert [c for _, c in admitted] == [5, 1]
+
+
+# -- leaderboards ------------------------------------------------------------------------
+
+board_ops = st.lists(
+    st.tuples(
+        st.sampled_from(["submit", "increment"]),
+        st.sampled_from(["ann", "bob", "cy", "dee", "eve"]),
+        st.integers(min_value=-5, max_value=5),
+    ),
+    min_size=1,
+    max_size=25,
+)
+
+
+@SETTINGS
+@given(board_ops, st.sampled_from(get_args(RankStyle)))
+def test_leaderboard_ranks_equal_a_python_sort(
+    ops: list[tuple[str, str, int]], style: RankStyle
+) -> None:
+    async def run() -> tuple[list[tuple[str, float, int]], dict[str, tuple[float, int]]]:
+        client = fakeredis.FakeAsyncRedis()
+        board = Leaderboard(client, "b", rank_style=style)
+        scores: dict[str, float] = {}
+        reached: dict[str, int] = {}  # when each member reached its current score
+        for step, (op, member, amount) in enumerate(ops):
+            if op == "submit":
+                await board.submit(member, amount)
+                new = float(amount)
+            else:
+                new = float(await board.increment(member, amount))
+            if scores.get(member) != new:
+                reached[member] = step
+            scores[member] = new
+        entries = await board.top(len(scores))
+        await client.aclose()
+        got = [(str(e.member), float(e.score), e.rank) for e in entries]
+        return got, {m: (scores[m], reached[m]) for m in scores}
+
+    got, model = asyncio.run(run())
+    # highest first; equal scores by who reached the score first
+    order = sorted(model, key=lambda m: (-model[m][0], model[m][1]))
+    assert [m for m, _, _ in got] == order
+    assert [s for _, s, _ in got] == [model[m][0] for m in order]
+    distinct = sorted({s for s, _ in model.values()}, reverse=True)
+    for position, (_, score, rank) in enumerate(got, start=1):
+        if style == "position":
+            assert rank == position
+        elif style == "competition":
+            assert rank == 1 + sum(1 for s, _ in model.values() if s > score)
+        else:
+            assert rank == 1 + distinct.index(score)
