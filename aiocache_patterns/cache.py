@@ -313,6 +313,7 @@ class Cache:
         return self._counters.snapshot()
 
     async def __aenter__(self) -> Cache:
+        """Use the cache for the block; leaving it closes the cache (see :meth:`aclose`)."""
         return self
 
     async def __aexit__(

@@ -70,6 +70,7 @@ class Rate:
 
     @property
     def window_us(self) -> int:
+        """The window in whole microseconds (what the scripts use)."""
         return round(self.window * 1_000_000)
 
 
@@ -186,14 +187,17 @@ class RateLimiter:
 
     @property
     def rates(self) -> tuple[Rate, ...]:
+        """The rates every hit is checked against."""
         return self._rates
 
     @property
     def algorithm(self) -> Algorithm:
+        """The algorithm this limiter runs."""
         return self._algorithm
 
     @property
     def stats(self) -> RateLimiterStats:
+        """Decisions since construction, as a frozen snapshot."""
         return RateLimiterStats(self._allowed, self._denied, self._errors)
 
     async def hit(self, key: KeyT, cost: int = 1) -> RateLimitResult:

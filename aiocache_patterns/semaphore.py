@@ -65,6 +65,7 @@ class Semaphore(LeaseHolder):
 
     @property
     def limit(self) -> int:
+        """How many holders may hold a lease at once."""
         return self._limit
 
     async def holders(self) -> int:

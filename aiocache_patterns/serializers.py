@@ -53,12 +53,14 @@ class JsonSerializer:
         self._decoder = json.JSONDecoder()
 
     def dumps(self, value: Any) -> bytes:
+        """Compact UTF-8 JSON; ``SerializationError`` for what JSON cannot hold."""
         try:
             return self._encoder.encode(value).encode("utf-8", "surrogatepass")
         except (TypeError, ValueError, RecursionError) as exc:
             raise SerializationError(f"value is not JSON-serializable: {exc}") from exc
 
     def loads(self, data: bytes) -> Any:
+        """The value; ``SerializationError`` if ``data`` is not UTF-8 JSON."""
         try:
             return self._decoder.decode(data.decode("utf-8", "surrogatepass"))
         except (UnicodeDecodeError, ValueError, RecursionError) as exc:
@@ -81,6 +83,7 @@ class MsgpackSerializer:
         self._msgpack: Any = msgpack
 
     def dumps(self, value: Any) -> bytes:
+        """MessagePack bytes; ``SerializationError`` for what msgpack cannot hold."""
         try:
             data: bytes = self._msgpack.packb(value, use_bin_type=True)
         except (TypeError, ValueError, OverflowError) as exc:
@@ -88,6 +91,7 @@ class MsgpackSerializer:
         return data
 
     def loads(self, data: bytes) -> Any:
+        """The value; ``SerializationError`` if ``data`` is not valid MessagePack."""
         try:
             return self._msgpack.unpackb(data, raw=False, strict_map_key=False)
         except Exception as exc:  # msgpack raises a zoo of ValueError subclasses
@@ -120,6 +124,7 @@ class PickleSerializer:
         return hmac.new(self._secret, payload, hashlib.sha256).digest()
 
     def dumps(self, value: Any) -> bytes:
+        """``signature || pickle``, signed with HMAC-SHA256 under the secret."""
         try:
             payload = pickle.dumps(value, protocol=self._protocol)
         except Exception as exc:
@@ -127,6 +132,7 @@ class PickleSerializer:
         return self._sign(payload) + payload
 
     def loads(self, data: bytes) -> Any:
+        """Check the signature in constant time, then unpickle; refuse anything else."""
         signature, payload = data[:_SIG], data[_SIG:]
         if len(signature) != _SIG or not hmac.compare_digest(signature, self._sign(payload)):
             raise SerializationError("pickle payload has a bad signature; refused")

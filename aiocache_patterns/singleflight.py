@@ -130,6 +130,7 @@ class SingleFlight:
 
     @property
     def stats(self) -> SingleFlightStats:
+        """Counters since construction, as a frozen snapshot."""
         return SingleFlightStats(len(self._flights), self._calls, self._coalesced)
 
     def _release(self, key: Hashable, flight: _Flight[Any]) -> None:
