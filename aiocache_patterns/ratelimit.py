@@ -45,6 +45,9 @@ _ALGORITHMS: Final[tuple[str, ...]] = get_args(Algorithm)
 _SCRIPTS: Final[dict[str, Script]] = {
     name: load_script(f"ratelimit_{name}") for name in _ALGORITHMS
 }
+_MODES: Final = {"hit": b"hit", "peek": b"peek"}
+_COSTS: Final = tuple(str(n).encode() for n in range(64))
+
 _KEY_TAGS: Final = {
     "fixed_window": "fw",
     "sliding_window": "sw",
@@ -178,9 +181,11 @@ class RateLimiter:
         self._timeout = seconds(timeout, "timeout")
         tag = _KEY_TAGS[algorithm]
         self._suffixes = [f"{tag}:{r.limit}:{r.window_us}" for r in self._rates]
-        self._rate_args: list[int] = []
+        # Every argument that never changes, encoded once: redis-py would encode
+        # each of them again, in Python, on every hit.
+        self._rate_args: list[bytes] = [str(len(self._rates)).encode()]
         for rate in self._rates:
-            self._rate_args += [rate.limit, rate.window_us]
+            self._rate_args += [str(rate.limit).encode(), str(rate.window_us).encode()]
         self._max_cost = min(r.limit for r in self._rates)
         self._allowed = self._denied = self._errors = 0
         self._last_error_log = 0.0
@@ -261,10 +266,11 @@ class RateLimiter:
 
     async def _decide(self, key: KeyT, cost: int, mode: str) -> RateLimitResult:
         keys = self._redis_keys(self._keys.key(key))
-        args: list[Any] = [mode, cost, len(self._rates)]
+        args: list[Any] = [_MODES[mode], _COSTS[cost] if cost < len(_COSTS) else cost]
+        args.append(self._rate_args[0])
         if self._algorithm == "sliding_log":
             args.append(secrets.token_hex(8))
-        args += self._rate_args
+        args += self._rate_args[1:]
         try:
             reply = await self._executor.script(self._script, keys, args, self._timeout)
         except RedisUnavailable as exc:
