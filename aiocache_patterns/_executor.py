@@ -349,19 +349,18 @@ class Executor:
         slots = self._slots
         deadlines = self._deadlines
         assert deadlines is not None
-        if not slots.try_take():
-            try:
-                await slots.take()
-            except BaseException:
-                send.close()
-                if trial:
-                    self.breaker.release_trial()
-                raise
+        # The deadline covers the wait for a free slot too: on a stalled server the
+        # slots fill up, and waiting for one must not outlast the timeout.
         task = deadlines.start(timeout)
-        self.round_trips += 1
+        has_slot = False
         try:
+            if not slots.try_take():
+                await slots.take()
+            has_slot = True
+            self.round_trips += 1
             result = await send
         except asyncio.CancelledError as exc:
+            send.close()
             if deadlines.caused(task):
                 self.breaker.record_failure(trial)
                 # If redis-py was retrying (backing off after a failure), that failure
@@ -377,9 +376,16 @@ class Executor:
         except redis_errors.RedisError as exc:
             self.breaker.record_success(trial)
             raise _translate(exc, timeout) from exc
+        except BaseException:
+            # Not Redis's answer (a bug, an interpreter exit): a trial must not stay
+            # "running" for ever, or the breaker would never let a call through again.
+            if trial:
+                self.breaker.release_trial()
+            raise
         finally:
             deadlines.stop(task)
-            slots.give_back()
+            if has_slot:
+                slots.give_back()
         self.breaker.record_success(trial)
         return result
 

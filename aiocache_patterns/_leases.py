@@ -292,12 +292,23 @@ class LeaseHolder:
             await self._run(self._RELEASE, *self._release_args(token))
 
     async def _stretch(self, lease: Lease) -> None:
-        await asyncio.sleep(self._handoff_ms / 3000)
+        third = self._handoff_ms / 3000
+        await asyncio.sleep(third)
         try:
             if not await self._extend(lease, self._ttl_ms):
                 lease.lost.set()
+            return
         except CachePatternsError as exc:
             logger.warning("extending the handed-over lease on %r failed: %s", self._name, exc)
+        # It could not be stretched: it ends with its short hand-off lease, unless a
+        # last try gets through before then.
+        await asyncio.sleep(third)
+        try:
+            if await self._extend(lease, self._ttl_ms):
+                return
+        except CachePatternsError:
+            pass
+        lease.lost.set()
 
     async def _renew(self, lease: Lease, *, short: bool) -> None:
         interval = self._ttl / 3

@@ -22,12 +22,16 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from ._executor import executor_for
+from .errors import RedisUnavailable
 
 __all__ = ["Inbox", "Notifier", "notifier_for"]
 
 logger = logging.getLogger("aiocache_patterns.notify")
 
 _ANYONE = b""
+
+#: Unsubscribing and closing a pub/sub connection never take longer than this.
+_CLEANUP_TIMEOUT = 1.0
 
 
 class Inbox:
@@ -129,10 +133,14 @@ class Notifier:
                 self._pubsub = self._client.pubsub()
             try:
                 await self._executor.guarded(self._pubsub.subscribe(channel), timeout)
-            except BaseException:
+            except BaseException as exc:
                 # The connection is in an unknown state: drop it and every subscription
                 # on it. Waiters already in fall back to their polls; new ones resubscribe.
                 self._discard_pubsub()
+                if isinstance(exc, (RuntimeError, AttributeError)):
+                    # redis-py's pub/sub raises these when a subscribe races its own
+                    # reconnect: to our callers that is Redis being unavailable.
+                    raise RedisUnavailable(f"pub/sub connection lost: {exc!r}") from exc
                 raise
             self._subscribed.add(channel)
             if self._reader is None or self._reader.done():
@@ -152,18 +160,20 @@ class Notifier:
             pubsub = self._pubsub
             self._subscribed.difference_update(idle)
             if self._subscribed:
-                with contextlib.suppress(Exception):
-                    await pubsub.unsubscribe(*idle)
+                try:
+                    await asyncio.wait_for(pubsub.unsubscribe(*idle), _CLEANUP_TIMEOUT)
+                except Exception:  # a broken connection: start afresh next time
+                    self._discard_pubsub()
                 return
-            # Nobody waits on anything: close the connection and the reader.
+            # Nobody waits on anything: close the connection and the reader, never
+            # holding the lock longer than a cleanup deadline.
             self._pubsub = None
             reader, self._reader = self._reader, None
             if reader is not None:
                 reader.cancel()
-                with contextlib.suppress(BaseException):
-                    await reader
+                await asyncio.wait([reader], timeout=_CLEANUP_TIMEOUT)
             with contextlib.suppress(Exception):
-                await pubsub.aclose()
+                await asyncio.wait_for(pubsub.aclose(), _CLEANUP_TIMEOUT)
 
     def _discard_pubsub(self) -> None:
         pubsub, self._pubsub = self._pubsub, None
@@ -211,7 +221,7 @@ class Notifier:
 
 async def _close_quietly(pubsub: Any) -> None:
     with contextlib.suppress(Exception):
-        await pubsub.aclose()
+        await asyncio.wait_for(pubsub.aclose(), _CLEANUP_TIMEOUT)
 
 
 def _as_bytes(value: Any) -> bytes:

@@ -241,3 +241,29 @@ async def test_cancellation_storm_leaks_nothing(server: RedisProcess) -> None:
                 assert await Lock(client, f"l{i}", blocking_timeout=2).acquire()
         finally:
             await client.aclose()
+
+
+async def test_waiting_for_a_round_trip_slot_counts_against_the_timeout(
+    server: RedisProcess,
+) -> None:
+    """On a stalled server the in-flight slots fill up; a caller waiting for one
+    still gets its answer (a timeout) within its own deadline."""
+    async with FaultProxy("127.0.0.1", server.port) as proxy:
+        client = aioredis.Redis(host="127.0.0.1", port=proxy.port)
+        try:
+            await client.ping()
+            proxy.stall()
+            limiter = RateLimiter(client, limit=10, window=60, timeout=TIMEOUT)
+
+            async def one(i: int) -> float:
+                await asyncio.sleep(i * 0.002)  # spread out: lone calls, not one batch
+                started = time.monotonic()
+                result = await limiter.hit(f"k{i}")
+                assert result.degraded
+                return time.monotonic() - started
+
+            elapsed = await asyncio.gather(*(one(i) for i in range(100)))
+            assert max(elapsed) < TIMEOUT + 0.5, max(elapsed)
+        finally:
+            proxy.resume()
+            await client.aclose()
