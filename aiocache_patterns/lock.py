@@ -107,7 +107,8 @@ class Lock(LeaseHolder):
         return keys, args
 
     def _release_args(self, token: bytes) -> tuple[list[bytes], list[Any]]:
-        keys = [self._key, self._fence_key, self._queue_key, self._deadlines_key]
+        receipt = self._key + b":rel:" + token
+        keys = [self._key, self._fence_key, self._queue_key, self._deadlines_key, receipt]
         return keys, [token, self._channel, self._handoff_ms, self._fence_ttl_ms]
 
     def _extend_args(self, token: bytes, ttl_ms: int) -> tuple[list[bytes], list[Any]]:

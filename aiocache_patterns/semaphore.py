@@ -85,7 +85,8 @@ class Semaphore(LeaseHolder):
         return keys, args
 
     def _release_args(self, token: bytes) -> tuple[list[bytes], list[Any]]:
-        return [self._key, self._queue_key], [token, self._channel]
+        receipt = self._key + b":rel:" + token
+        return [self._key, self._queue_key, receipt], [token, self._channel]
 
     def _extend_args(self, token: bytes, ttl_ms: int) -> tuple[list[bytes], list[Any]]:
         return [self._key], [token, ttl_ms]

@@ -305,3 +305,21 @@ def test_bad_names(redis: Any, name: Any, error: type[Exception]) -> None:
 async def test_bad_blocking_timeout_at_call(redis: Any) -> None:
     with pytest.raises(ValueError, match="blocking_timeout"):
         await Lock(redis, "x").acquire(blocking_timeout=-2)
+
+
+async def test_a_resent_release_is_not_reported_as_lost(redis: Any) -> None:
+    """redis-py resends a command whose reply was lost; a release that already ran
+    must not then say the lock was taken over."""
+    lock = Lock(redis, "resend", ttl=30)
+    assert await lock.acquire()
+    assert lock.lease is not None
+    token = lock.lease.token
+    await lock.release()
+    # the same script again, as redis-py's retry would send it
+    assert int(await lock._run(lock._RELEASE, *lock._release_args(token))) == 1
+    # but a holder that never released (its lease simply expired) still hears "not yours"
+    stale = Lock(redis, "resend2", ttl=0.05)
+    assert await stale.acquire()
+    await asyncio.sleep(0.1)
+    with pytest.raises(LockNotOwned):
+        await stale.release()

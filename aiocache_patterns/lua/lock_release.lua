@@ -4,6 +4,7 @@
 -- KEYS[2]  the fencing counter
 -- KEYS[3]  the wait queue (zset: token -> arrival number)
 -- KEYS[4]  waiter deadlines (hash: token -> ms)
+-- KEYS[5]  this release's receipt (kept 10 s: a resent release answers from it)
 -- ARGV[1]  token of the caller
 -- ARGV[2]  wake-up channel
 -- ARGV[3]  lease (ms) given to the waiter the lock is handed to
@@ -14,10 +15,16 @@
 -- it was handed to the first live waiter, which is told on the channel with
 -- "<token>:<fencing token>". The hand-off lease is short (the new holder
 -- extends it on waking), so a waiter that died meanwhile blocks nobody for long.
+-- A release that redis-py sends again after a lost reply finds its receipt and
+-- answers 1 again instead of "not yours".
 
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then
+    if redis.call('EXISTS', KEYS[5]) == 1 then
+        return 1
+    end
     return 0
 end
+redis.call('SET', KEYS[5], '1', 'PX', 10000)
 local t = redis.call('TIME')
 local now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local now_us = tonumber(t[1]) * 1000000 + tonumber(t[2])
