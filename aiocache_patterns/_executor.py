@@ -376,6 +376,16 @@ class Executor:
         except redis_errors.RedisError as exc:
             self.breaker.record_success(trial)
             raise _translate(exc, timeout) from exc
+        except RuntimeError as exc:
+            if "another coroutine" not in str(exc):
+                if trial:
+                    self.breaker.release_trial()
+                raise
+            # asyncio's "read() called while another coroutine is already waiting":
+            # redis-py racing its own reconnect of a connection. Redis is, for us,
+            # unavailable for this call.
+            self.breaker.record_failure(trial)
+            raise RedisUnavailable(f"Redis connection in use by a reconnect: {exc}") from exc
         except BaseException:
             # Not Redis's answer (a bug, an interpreter exit): a trial must not stay
             # "running" for ever, or the breaker would never let a call through again.
