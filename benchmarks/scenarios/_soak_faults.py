@@ -77,14 +77,14 @@ class Phase:
 
 
 def schedule(quick: bool, timeout: float) -> tuple[float, list[Phase]]:
-    """``(warm-up seconds, phases)``: about 3 minutes, or about 15 s with ``quick``."""
+    """``(warm-up seconds, phases)``: 15 s + 132 s, or 1.5 s + 12.6 s with ``quick``."""
     if quick:
         gap, fault = 0.5, 0.8
         warm_up = 1.5
         final = 3.5
     else:
         gap, fault = 10.0, 8.0
-        warm_up = 5.0
+        warm_up = 15.0
         final = 20.0
     # Below: small enough that an operation needing a new connection (its handshake is
     # one more round trip) and a batch behind it still fit in the timeout.

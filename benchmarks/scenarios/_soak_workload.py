@@ -292,6 +292,11 @@ class Workload:
                 rng = random.Random(base + c * 50 + w)
                 self._workers.append(asyncio.create_task(spec(client, rng)))
 
+    @property
+    def workers(self) -> int:
+        """Worker tasks running now."""
+        return len(self._workers)
+
     async def stop(self) -> list[str]:
         """Stop the workers; the ones still running after every bound passed are hung."""
         self._stop.set()

@@ -1,7 +1,7 @@
 """``soak``: minutes of mixed traffic while faults are injected; nothing unexpected, nothing leaks.
 
-``python -m benchmarks --scenario soak`` (about 3 minutes; ``--quick``: about
-15 s). Not part of the default run: name it.
+``python -m benchmarks --scenario soak`` (about 2.5 minutes; ``--quick``:
+about 18 s). Not part of the default run: name it (``default = False``).
 
 The soak starts its own ``redis-server`` on a free loopback port (it kills
 it), with a fault proxy in front (``tests/_proxy.py``; the server helper is
@@ -31,6 +31,8 @@ import asyncio
 import contextlib
 import functools
 import logging
+import time
+from array import array
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -76,6 +78,8 @@ TIMEOUT: Final = 0.5
 SEED: Final = 8
 #: Seconds between cache-stats samples.
 SAMPLE: Final = 0.25
+#: Waves of the cancellation storm: {quick: waves}.
+STORM_WAVES: Final = {False: 5, True: 2}
 WORKER_PATTERNS: Final = tuple(p for p in PATTERNS if p not in (BURST, STORM))
 
 
@@ -119,15 +123,19 @@ def _captured_logs() -> Iterator[_LogCounter]:
         loop_log.propagate = saved[2]
 
 
-@dataclass(frozen=True)
-class _Point:
-    """One bucket of the time series."""
+class _Series:
+    """The time series, one point per bucket, in flat arrays: it grows without adding
+    objects, so it does not blur the memory counts."""
 
-    t: float
-    useful: dict[str, float]  # calls/s per pattern
-    degraded: dict[str, float]  # calls/s per pattern
-    fault: bool  # a fault window was open during the bucket
-    rss_mb: float
+    def __init__(self) -> None:
+        self.t = array("d")
+        self.rss_mb = array("d")
+        self.fault = array("b")  # a fault window was open during the bucket
+        self.useful = {name: array("d") for name in WORKER_PATTERNS}  # calls/s
+        self.degraded = {name: array("d") for name in WORKER_PATTERNS}  # calls/s
+
+    def __len__(self) -> int:
+        return len(self.t)
 
 
 @dataclass
@@ -136,14 +144,13 @@ class _Run:
 
     server: str
     workers: int
-    phases: list[Phase]
     timeline: Timeline
     workload: Workload
     start: Snapshot
     end: Snapshot
     measured_from: float
     measured_to: float
-    series: list[_Point]
+    series: _Series
     problems: list[str] = field(default_factory=list)
     warm_up_unexpected: list[str] = field(default_factory=list)
     end_stats: dict[str, list[tuple[str, int]]] = field(default_factory=dict)
@@ -202,11 +209,9 @@ class SoakScenario:
         ctx.progress.step("warm-up")
         workload.start(0)
         await asyncio.sleep(warm_up)
-        await workload.burst()
+        await workload.burst_and_storm(SEED, STORM_WAVES[ctx.quick])
         problems = [f"warm-up: worker hung: {h}" for h in await workload.stop()]
         warm_up_unexpected = _unexpected_lines(workload)
-        for client in workload.clients:
-            await client.cache.aclose()
         start = await snapshot(timeline.now(), clients, admin, proxy, await settle(clients))
         if not start.settled:
             problems.append("the library did not go idle after the warm-up")
@@ -219,12 +224,14 @@ class SoakScenario:
         workload.over.clear()
         workload.reset_samples()
         workload.max_lag = 0.0
+        workload.samples.clear()
+        timeline.started = time.monotonic()  # times in the report: from here
         measured_from = timeline.now()
-        series: list[_Point] = []
+        series = _Series()
         sampler = asyncio.create_task(self._sample(workload, timeline, ctx.quick, series))
         lag = asyncio.create_task(workload.watch_lag())
         workload.start(1)
-        workers = len(workload._workers)
+        workers = workload.workers
         try:
             for number, phase in enumerate(phases):
                 label = phase.label(TIMEOUT)
@@ -239,7 +246,7 @@ class SoakScenario:
                     server=server,
                     timeline=timeline,
                     burst=functools.partial(
-                        workload.burst_and_storm, SEED + number, 2 if ctx.quick else 5
+                        workload.burst_and_storm, SEED + number, STORM_WAVES[ctx.quick]
                     ),
                 )
                 workload.sample_caches(timeline.now() - SAMPLE)
@@ -261,6 +268,7 @@ class SoakScenario:
             await asyncio.gather(sampler, lag, return_exceptions=True)
         measured_to = timeline.now()
         workload.sample_caches(measured_to - SAMPLE)
+        workload.check_admissions()  # all of them, and let them go before counting
         end_stats = _end_stats(workload)
         for client in workload.clients:
             await client.cache.aclose()
@@ -272,7 +280,6 @@ class SoakScenario:
         return _Run(
             server="",
             workers=workers,
-            phases=phases,
             timeline=timeline,
             workload=workload,
             start=start,
@@ -290,7 +297,7 @@ class SoakScenario:
         workload: Workload,
         timeline: Timeline,
         quick: bool,
-        series: list[_Point],
+        series: _Series,
     ) -> None:
         """Fold cache fail-opens in every SAMPLE s; one throughput point per bucket."""
         bucket = 0.5 if quick else 1.0
@@ -311,15 +318,14 @@ class SoakScenario:
                 continue
             span = now - last_bucket
             tallies = workload.tallies
-            series.append(
-                _Point(
-                    now,
-                    {n: (tallies[n].useful - useful[n]) / span for n in WORKER_PATTERNS},
-                    {n: (tallies[n].degraded - degraded[n]) / span for n in WORKER_PATTERNS},
-                    any(w.start <= now and w.end >= last_bucket for w in timeline.windows),
-                    rss_mb(),
-                )
+            series.t.append(now)
+            series.rss_mb.append(rss_mb())
+            series.fault.append(
+                any(w.start <= now and w.end >= last_bucket for w in timeline.windows)
             )
+            for n in WORKER_PATTERNS:
+                series.useful[n].append((tallies[n].useful - useful[n]) / span)
+                series.degraded[n].append((tallies[n].degraded - degraded[n]) / span)
             useful = {n: tallies[n].useful for n in WORKER_PATTERNS}
             degraded = {n: tallies[n].degraded for n in WORKER_PATTERNS}
             last_bucket = now
@@ -382,7 +388,7 @@ def _report(
     for name in PATTERNS:
         tally = tallies[name]
         if name == LEADERBOARD and not has_board:
-            rows.append([name, "—", "—", "—", "—", "—", "—", "skipped: no Leaderboard yet"])
+            rows.append([name, "—", "—", "—", "—", "—", "skipped: no Leaderboard yet"])
             continue
         rows.append(
             [
@@ -532,7 +538,7 @@ def _report(
 
     degraded = sum(t.degraded for t in tallies.values())
     if run.series:
-        rss = [p.rss_mb for p in run.series]
+        rss = run.series.rss_mb
         result.notes.append(
             f"Resident memory while running: {min(rss):.1f} to {max(rss):.1f} MiB "
             f"(start count {run.start.rss_mb:.1f}, end count {run.end.rss_mb:.1f})."
@@ -604,34 +610,34 @@ def _checks(run: _Run, logs: _LogCounter, has_board: bool) -> list[tuple[str, in
 
 
 def _charts(result: ScenarioResult, run: _Run) -> None:
-    if not run.series:
+    series = run.series
+    if not series:
         return
-    t0 = run.measured_from
-    xs = [p.t - t0 for p in run.series]
+    xs = [t - run.measured_from for t in series.t]
 
     def fault_line(height: float) -> list[tuple[float, float]]:
-        return [(x, height if p.fault else 0.0) for x, p in zip(xs, run.series, strict=True)]
+        return [(x, height if f else 0.0) for x, f in zip(xs, series.fault, strict=True)]
 
-    for title, field_name in (
-        ("useful calls/s per pattern", "useful"),
-        ("expected degradations/s per pattern", "degraded"),
+    for title, values in (
+        ("useful calls/s per pattern", series.useful),
+        ("expected degradations/s per pattern", series.degraded),
     ):
-        series: dict[str, list[tuple[float, float]]] = {}
-        for name in WORKER_PATTERNS:
-            values = [getattr(p, field_name)[name] for p in run.series]
-            series[name] = [(x, max(v, 0.0)) for x, v in zip(xs, values, strict=True)]
-        peak = max((y for points in series.values() for _, y in points), default=1.0)
-        series["fault window open"] = fault_line(peak * 1.05)
-        result.charts.append(Chart(title, "seconds into the measured run", "calls/s", series))
-    rss = [(x, p.rss_mb) for x, p in zip(xs, run.series, strict=True)]
+        lines = {
+            name: [(x, max(v, 0.0)) for x, v in zip(xs, values[name], strict=True)]
+            for name in WORKER_PATTERNS
+        }
+        peak = max((y for points in lines.values() for _, y in points), default=1.0)
+        lines["fault window open"] = fault_line(peak * 1.05)
+        result.charts.append(Chart(title, "seconds into the measured run", "calls/s", lines))
+    start = run.start.rss_mb
     result.charts.append(
         Chart(
             "resident memory (MiB; the counts at start and end are with the workers stopped)",
             "seconds into the measured run",
             "MiB",
             {
-                "RSS": rss,
-                "RSS at the start count": [(xs[0], run.start.rss_mb), (xs[-1], run.start.rss_mb)],
+                "RSS": list(zip(xs, series.rss_mb, strict=True)),
+                "RSS at the start count": [(xs[0], start), (xs[-1], start)],
             },
         )
     )
