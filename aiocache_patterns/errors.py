@@ -25,7 +25,10 @@ original chained as ``__cause__``.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .ratelimit import RateLimitResult
 
 __all__ = [
     "CachePatternsError",
@@ -85,7 +88,7 @@ class LockLost(LockError):
 class RateLimitExceeded(CachePatternsError):
     """A rate-limited call was denied. ``result`` says when to retry."""
 
-    def __init__(self, result: Any, *args: object) -> None:
+    def __init__(self, result: RateLimitResult, *args: object) -> None:
         super().__init__(*(args or ("rate limit exceeded",)))
         #: The RateLimitResult of the denied hit.
         self.result = result

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-import socket
 from collections.abc import Callable
 from typing import Any, get_args
 
@@ -34,6 +33,7 @@ from aiocache_patterns.integrations.asgi import (
     forwarded_ip,
 )
 from tests._helpers import all_keys
+from tests._servers import free_port
 
 RATELIMIT = re.compile(r'"(?P<policy>[^"]+)";r=(?P<r>\d+);t=(?P<t>\d+)')
 POLICY = re.compile(r'"(?P<policy>[^"]+)";q=(?P<q>\d+);w=(?P<w>\d+)')
@@ -417,16 +417,9 @@ async def test_fastapi_dependency_with_forwarded_and_none_keys(redis: Any) -> No
 # -- Redis down ----------------------------------------------------------------------
 
 
-def _dead_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-    return port
-
-
 @pytest.mark.parametrize("fail_open", [True, False])
 async def test_redis_down_follows_fail_open(fail_open: bool) -> None:
-    dead = aioredis.Redis(port=_dead_port())
+    dead = aioredis.Redis(port=free_port())
     limiter = RateLimiter(dead, limit=1, window=60, fail_open=fail_open, timeout=0.3)
     calls: list[str] = []
     middleware = RateLimitMiddleware(_raw_app(calls), limiter)

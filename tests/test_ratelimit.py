@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 from typing import Any, get_args
 
 import pytest
@@ -11,6 +10,7 @@ import redis.asyncio as aioredis
 
 from aiocache_patterns import Algorithm, Rate, RateLimiter, RateLimitExceeded
 from tests._helpers import ttls_ms
+from tests._servers import free_port
 
 ALGORITHMS: tuple[Algorithm, ...] = get_args(Algorithm)
 EXACT: tuple[Algorithm, ...] = ("fixed_window", "sliding_log", "token_bucket", "gcra")
@@ -164,16 +164,9 @@ def test_headers_follow_the_ietf_draft() -> None:
     assert denied.headers("api")["RateLimit"] == '"api";r=0;t=30'
 
 
-def _dead_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-    return port
-
-
 @pytest.mark.parametrize("fail_open", [True, False])
 async def test_redis_down_follows_fail_open(fail_open: bool) -> None:
-    client = aioredis.Redis(port=_dead_port())
+    client = aioredis.Redis(port=free_port())
     limiter = RateLimiter(client, limit=5, window=60, fail_open=fail_open, timeout=0.3)
     try:
         result = await asyncio.wait_for(limiter.hit("k"), 2)
