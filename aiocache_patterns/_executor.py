@@ -45,6 +45,7 @@ from redis.crc import key_slot
 
 from ._breaker import CircuitBreaker
 from ._guards import Deadlines, Slots
+from ._lane import Lane
 from ._scripts import Script
 from .errors import RedisCommandError, RedisTimeout, RedisUnavailable
 
@@ -168,6 +169,8 @@ class Executor:
         self._deadlines: Deadlines | None = None
         self._open: list[_Op] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self._lane: Lane | None = None
+        self._lane_closing: set[asyncio.Task[None]] = set()
         #: Round trips sent, for tests and the benchmark harness.
         self.round_trips = 0
 
@@ -176,9 +179,7 @@ class Executor:
     async def get(self, key: bytes, timeout: float) -> bytes | None:
         """GET ``key`` (bytes, never decoded), merged with concurrent GETs."""
         if self._lone_caller():
-            result: bytes | None = await self._round_trip(
-                timeout, self.client.execute_command("GET", key, **_RAW)
-            )
+            result: bytes | None = await self._round_trip(timeout, self._send(("GET", key)))
             return result
         reply: bytes | None = await self._submit(_Op(_GET, ("GET", key), timeout, key=key))
         return reply
@@ -194,7 +195,7 @@ class Executor:
     async def command(self, *args: Any, timeout: float) -> Any:
         """Any single-key (or keyless) command; bulk replies come back as bytes."""
         if self._lone_caller():
-            return await self._round_trip(timeout, self.client.execute_command(*args, **_RAW))
+            return await self._round_trip(timeout, self._send(args))
         return await self._submit(_Op(_COMMAND, args, timeout))
 
     async def commands(self, commands: Iterable[tuple[Any, ...]], timeout: float) -> list[Any]:
@@ -215,7 +216,7 @@ class Executor:
         """EVALSHA ``script``; loads it on NOSCRIPT and resends."""
         op = _Op(_SCRIPT, ("EVALSHA", script.sha, len(keys), *keys, *args), timeout, script=script)
         if self._lone_caller():
-            return await self._round_trip(timeout, self._send_one(op))
+            return await self._round_trip(timeout, self._send(op.args, script))
         return await self._submit(op)
 
     async def guarded(self, operation: Coroutine[Any, Any, T], timeout: float) -> T:
@@ -228,6 +229,11 @@ class Executor:
     def pending_tasks(self) -> int:
         """Batches being flushed right now (for leak checks)."""
         return len(self._tasks)
+
+    @property
+    def held_connections(self) -> int:
+        """Connections this executor keeps checked out of the pool between calls (its lane)."""
+        return int(self._lane is not None and self._lane.holds_connection)
 
     @property
     def in_flight(self) -> int:
@@ -251,6 +257,7 @@ class Executor:
             self._deadlines = Deadlines(loop)
             self._open = None
             self._tasks = set()
+            self._rebind_lane()
         ready = self._ready
         return (
             self._open is None
@@ -273,7 +280,7 @@ class Executor:
         self._open = batch
         await self._gather_tick(batch, [op])
         if len(batch) == 1:
-            return await self._round_trip(op.timeout, self._send_one(op))
+            return await self._round_trip(op.timeout, self._send(op.args, op.script))
         op.future = loop.create_future()
         self._spawn(batch)
         return await op.future
@@ -399,14 +406,32 @@ class Executor:
         self.breaker.record_success(trial)
         return result
 
-    async def _send_one(self, op: _Op) -> Any:
-        """One command as itself (no pipeline); scripts are loaded on NOSCRIPT."""
+    def _rebind_lane(self) -> None:
+        """A new loop: a new lane; the old one's connection goes back to the pool."""
+        old, self._lane = self._lane, Lane.for_client(self.client)
+        task = old.close_soon() if old is not None else None
+        if task is not None:
+            self._lane_closing.add(task)
+            task.add_done_callback(self._lane_closing.discard)
+
+    async def _send(self, args: tuple[Any, ...], script: Script | None = None) -> Any:
+        """One command as itself (no pipeline), on the lane when it can carry it;
+        a script is loaded on NOSCRIPT and sent again."""
+        lane = self._lane
+        if lane is not None and lane.carries(args[0]):
+            send = lane.call
+        else:
+            send = self._execute
         try:
-            return await self.client.execute_command(*op.args, **_RAW)
+            return await send(args)
         except redis_errors.NoScriptError:
-            assert op.script is not None
-            await self.client.script_load(op.script.source)
-            return await self.client.execute_command(*op.args, **_RAW)
+            if script is None:
+                raise
+            await self.client.script_load(script.source)
+            return await send(args)
+
+    async def _execute(self, args: tuple[Any, ...]) -> Any:
+        return await self.client.execute_command(*args, **_RAW)
 
     async def _flush(self, batch: list[_Op]) -> None:
         timeout = max(op.timeout for op in batch)

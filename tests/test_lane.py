@@ -1,0 +1,180 @@
+"""The executor's lane: lone calls on one connection kept out of the pool.
+
+Only a standalone ``redis.asyncio.Redis`` with a pool of at least ``MIN_POOL``
+connections gets a lane; on fakeredis and a cluster every test here checks
+that lone calls still behave (and that no connection is held).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import threading
+from typing import Any
+
+import pytest
+import redis.asyncio as aioredis
+
+from aiocache_patterns._executor import executor_for
+from aiocache_patterns._lane import MIN_POOL
+from aiocache_patterns._scripts import Script
+from tests._backends import Backend, in_ci, standalone_availability
+
+ECHO = Script("test_lane_echo", b"return ARGV[1]")
+
+
+@pytest.fixture
+def redis_url() -> str:
+    """The standalone server's URL (these tests make their own clients)."""
+    availability = standalone_availability()
+    if availability.url is None:
+        reason = f"redis backend unavailable: {availability.reason}"
+        if in_ci():
+            pytest.fail(f"{reason} (CI=true: a missing real backend is a failure)", False)
+        pytest.skip(reason)
+    return availability.url
+
+
+def _pool_size(client: Any) -> int:
+    pool = client.connection_pool
+    return len(pool._available_connections) + len(pool._in_use_connections)
+
+
+async def _populate(redis: Any, n: int) -> list[bytes]:
+    keys = [f"t:{{lane{i}}}".encode() for i in range(n)]
+    for i, key in enumerate(keys):
+        await redis.set(key, f"v{i}".encode())
+    return keys
+
+
+async def test_lone_calls_share_one_held_connection(backend: Backend) -> None:
+    redis = await backend.client()
+    keys = await _populate(redis, 20)
+    ex = executor_for(redis)
+    for i, key in enumerate(keys):
+        assert await ex.get(key, 1.0) == f"v{i}".encode()
+        assert await ex.script(ECHO, [key], [str(i)], 1.0) == str(i).encode()
+    if backend.name == "redis":
+        assert ex.held_connections == 1
+        # the connection the SETs above used became the lane's: no other was made
+        assert _pool_size(redis) == 1
+        assert len(redis.connection_pool._in_use_connections) == 1  # type: ignore[union-attr]
+    else:
+        assert ex.held_connections == 0
+
+
+async def test_a_busy_lane_sends_the_next_caller_the_ordinary_way(backend: Backend) -> None:
+    redis = await backend.client()
+    keys = await _populate(redis, 2)
+    ex = executor_for(redis)
+    assert await ex.get(keys[0], 1.0) == b"v0"  # the lane is connected
+    first = asyncio.create_task(ex.get(keys[0], 1.0))
+    await asyncio.sleep(0)  # `first` has sent its GET and waits for the reply
+    # Nothing else is ready, so this caller is alone too, but the lane is taken.
+    assert await ex.get(keys[1], 1.0) == b"v1"
+    assert await first == b"v0"
+    if backend.name == "redis":
+        assert ex.held_connections == 1
+
+
+async def test_cancelled_lone_calls_never_shift_replies(backend: Backend) -> None:
+    """A lone call cancelled while its reply is outstanding (CVE-2023-28858/9)."""
+    redis = await backend.client()
+    keys = await _populate(redis, 50)
+    ex = executor_for(redis)
+    rng = random.Random(7)
+    cancelled = 0
+    for n in range(300):
+        i = rng.randrange(50)
+        task = asyncio.create_task(ex.get(keys[i], 2.0))
+        for _ in range(rng.randrange(0, 4)):
+            await asyncio.sleep(0)
+        task.cancel()
+        try:
+            assert await task == f"v{i}".encode()
+        except asyncio.CancelledError:
+            cancelled += 1
+        j = (i + n) % 50
+        assert await ex.get(keys[j], 2.0) == f"v{j}".encode()  # its own reply, always
+    assert cancelled > 50
+    assert ex.in_flight == 0
+
+
+@pytest.mark.real_only
+async def test_the_lane_reconnects_when_the_server_drops_it(backend: Backend) -> None:
+    redis = await backend.client()
+    keys = await _populate(redis, 2)
+    ex = executor_for(redis)
+    assert await ex.get(keys[0], 1.0) == b"v0"
+    killer = await backend.client()
+    kill = ("CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes")
+    if backend.is_cluster:
+        replies = await killer.execute_command(
+            "CLIENT KILL", *kill[2:], target_nodes=aioredis.RedisCluster.ALL_NODES
+        )
+        killed = sum(replies.values())
+    else:
+        killed = await killer.execute_command(*kill)
+    assert killed >= 1
+    await asyncio.sleep(0.01)  # the event loop sees the connections close
+    # redis-py's retry reconnects, as it would for a pooled connection
+    assert await ex.get(keys[1], 1.0) == b"v1"
+    assert await ex.script(ECHO, [keys[1]], ["again"], 1.0) == b"again"
+
+
+@pytest.mark.real_only
+async def test_a_small_pool_gets_no_lane(backend: Backend) -> None:
+    redis = await backend.client(max_connections=MIN_POOL - 1)
+    keys = await _populate(redis, 3)
+    ex = executor_for(redis)
+    for i, key in enumerate(keys):
+        assert await ex.get(key, 1.0) == f"v{i}".encode()
+    assert ex.held_connections == 0
+    if backend.name == "redis":
+        assert not redis.connection_pool._in_use_connections  # type: ignore[union-attr]
+
+
+async def test_a_command_with_a_reply_callback_keeps_redis_py_parsing(backend: Backend) -> None:
+    redis = await backend.client()
+    ex = executor_for(redis)
+    # SET's reply goes through redis-py's callback (b"OK" -> True) on every path
+    assert await ex.command("SET", b"t:{lane}", b"x", timeout=1.0) is True
+    assert await ex.command("PEXPIRE", b"t:{lane}", 10_000, timeout=1.0) is True
+    assert await ex.get(b"t:{lane}", 1.0) == b"x"
+
+
+async def test_closing_the_client_closes_the_lane(redis_url: str) -> None:
+    redis = aioredis.Redis.from_url(redis_url)
+    ex = executor_for(redis)
+    assert await ex.get(b"t:{nothing}", 1.0) is None
+    held = list(redis.connection_pool._in_use_connections)
+    assert len(held) == 1
+    assert held[0].is_connected
+    await redis.aclose()
+    assert not held[0].is_connected
+
+
+def test_a_new_event_loop_gives_the_old_lane_back(redis_url: str) -> None:
+    """A client used on one loop, then on another: the first loop's lane goes back
+    to the pool instead of holding a connection for ever."""
+    redis = aioredis.Redis.from_url(redis_url)
+    ex = executor_for(redis)
+    held: list[int] = []
+
+    async def use(last: bool) -> None:
+        assert await ex.get(b"t:{nothing}", 1.0) is None
+        await asyncio.sleep(0.01)  # the old lane's give-back task runs
+        held.append(len(redis.connection_pool._in_use_connections))
+        if last:
+            await redis.aclose()
+        else:  # sockets belong to a loop: close them before it ends
+            await redis.connection_pool.disconnect()
+
+    def in_thread() -> None:
+        asyncio.run(use(last=False))
+        asyncio.run(use(last=True))
+
+    thread = threading.Thread(target=in_thread)
+    thread.start()
+    thread.join(10)
+    assert held == [1, 1]
