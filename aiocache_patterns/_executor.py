@@ -44,8 +44,8 @@ from redis.client import NEVER_DECODE
 from redis.crc import key_slot
 
 from ._breaker import CircuitBreaker
+from ._direct import Direct
 from ._guards import Deadlines, Slots
-from ._lane import Lane
 from ._scripts import Script
 from .errors import RedisCommandError, RedisTimeout, RedisUnavailable
 
@@ -61,6 +61,12 @@ _SCRIPT: Final = 2
 DEFAULT_MAX_INFLIGHT: Final = 32
 #: Commands in one batch at most; a fuller batch is closed and the next caller opens another.
 DEFAULT_MAX_BATCH: Final = 1000
+#: Commands other than GET (scripts, mostly) in one batch at most. Smaller batches in
+#: flight side by side keep both ends busy: the server runs one batch's scripts while
+#: the client sends the next and hands out the last one's replies. (Measured: 50
+#: callers' rate-limit scripts go 1.3-1.8x faster as two pipelines than as one;
+#: GETs cost the server too little for it to matter.)
+DEFAULT_MAX_BATCH_COMMANDS: Final = 1000
 
 _RAW: Final = {NEVER_DECODE: True}  # bulk replies as bytes, whatever the client decodes
 
@@ -157,19 +163,23 @@ class Executor:
         *,
         max_inflight: int = DEFAULT_MAX_INFLIGHT,
         max_batch: int = DEFAULT_MAX_BATCH,
+        max_batch_commands: int = DEFAULT_MAX_BATCH_COMMANDS,
     ) -> None:
         self.client = client
         self.is_cluster = isinstance(client, RedisCluster)
         self.breaker = CircuitBreaker()
         self._max_inflight = max_inflight
         self._max_batch = max_batch
+        self._max_commands = max_batch_commands
         self._loop: asyncio.AbstractEventLoop | None = None
         self._ready: Sized | None = None
         self._slots = Slots(max_inflight)
         self._deadlines: Deadlines | None = None
         self._open: list[_Op] | None = None
+        #: Commands other than GET in the open batch.
+        self._open_commands = 0
         self._tasks: set[asyncio.Task[None]] = set()
-        self._lane: Lane | None = None
+        self._direct: Direct | None = None
         self._lane_closing: set[asyncio.Task[None]] = set()
         #: Round trips sent, for tests and the benchmark harness.
         self.round_trips = 0
@@ -233,7 +243,7 @@ class Executor:
     @property
     def held_connections(self) -> int:
         """Connections this executor keeps checked out of the pool between calls (its lane)."""
-        return int(self._lane is not None and self._lane.holds_connection)
+        return int(self._direct is not None and self._direct.holds_connection)
 
     @property
     def in_flight(self) -> int:
@@ -257,7 +267,7 @@ class Executor:
             self._deadlines = Deadlines(loop)
             self._open = None
             self._tasks = set()
-            self._rebind_lane()
+            self._rebind_direct()
         ready = self._ready
         return (
             self._open is None
@@ -273,11 +283,13 @@ class Executor:
         if batch is not None:
             op.future = loop.create_future()
             batch.append(op)
-            if len(batch) >= self._max_batch:
+            self._open_commands += op.kind != _GET
+            if len(batch) >= self._max_batch or self._open_commands >= self._max_commands:
                 self._open = None
             return await op.future
         batch = [op]
         self._open = batch
+        self._open_commands = op.kind != _GET
         await self._gather_tick(batch, [op])
         if len(batch) == 1:
             return await self._round_trip(op.timeout, self._send(op.args, op.script))
@@ -290,14 +302,17 @@ class Executor:
         assert loop is not None
         for op in ops:
             op.future = loop.create_future()
+        commands = sum(op.kind != _GET for op in ops)
         batch = self._open
         if batch is not None:
             batch.extend(ops)
-            if len(batch) >= self._max_batch:
+            self._open_commands += commands
+            if len(batch) >= self._max_batch or self._open_commands >= self._max_commands:
                 self._open = None
         else:
             batch = list(ops)
             self._open = batch
+            self._open_commands = commands
             await self._gather_tick(batch, ops)
             if len(batch) == len(ops):
                 await self._flush(batch)  # nobody joined: no task needed
@@ -406,9 +421,9 @@ class Executor:
         self.breaker.record_success(trial)
         return result
 
-    def _rebind_lane(self) -> None:
+    def _rebind_direct(self) -> None:
         """A new loop: a new lane; the old one's connection goes back to the pool."""
-        old, self._lane = self._lane, Lane.for_client(self.client)
+        old, self._direct = self._direct, Direct.for_client(self.client)
         task = old.close_soon() if old is not None else None
         if task is not None:
             self._lane_closing.add(task)
@@ -417,9 +432,9 @@ class Executor:
     async def _send(self, args: tuple[Any, ...], script: Script | None = None) -> Any:
         """One command as itself (no pipeline), on the lane when it can carry it;
         a script is loaded on NOSCRIPT and sent again."""
-        lane = self._lane
-        if lane is not None and lane.carries(args[0]):
-            send = lane.call
+        direct = self._direct
+        if direct is not None and direct.carries(args[0]):
+            send = direct.call
         else:
             send = self._execute
         try:
@@ -453,13 +468,10 @@ class Executor:
             else:
                 others.append(op)
 
-        pipe = self.client.pipeline(transaction=False)
         get_groups = self._get_groups(list(gets))
-        for group in get_groups:
-            pipe.execute_command("MGET", *group, **_RAW)
-        for op in others:
-            pipe.execute_command(*op.args, **_RAW)
-        replies = await pipe.execute(raise_on_error=False)
+        commands = [("MGET", *group) for group in get_groups]
+        commands.extend(op.args for op in others)
+        replies = await self._pipeline(commands)
 
         for group, reply in zip(get_groups, replies, strict=False):
             if isinstance(reply, BaseException):
@@ -486,11 +498,19 @@ class Executor:
         scripts = {op.script.sha: op.script for op in ops if op.script is not None}
         for script in scripts.values():
             await self.client.script_load(script.source)
-        pipe = self.client.pipeline(transaction=False)
-        for op in ops:
-            pipe.execute_command(*op.args, **_RAW)
-        for op, reply in zip(ops, await pipe.execute(raise_on_error=False), strict=True):
+        replies = await self._pipeline([op.args for op in ops])
+        for op, reply in zip(ops, replies, strict=True):
             _settle_op(op, _reply_error(reply) if isinstance(reply, BaseException) else reply)
+
+    async def _pipeline(self, commands: list[tuple[Any, ...]]) -> list[Any]:
+        """Commands in one non-transactional pipeline; error replies in place."""
+        if self._direct is not None:
+            return await self._direct.pipeline(commands)
+        pipe = self.client.pipeline(transaction=False)
+        for args in commands:
+            pipe.execute_command(*args, **_RAW)
+        replies: list[Any] = await pipe.execute(raise_on_error=False)
+        return replies
 
     def _get_groups(self, keys: list[bytes]) -> list[list[bytes]]:
         """MGET argument lists: one for a server, one per hash slot on a cluster."""

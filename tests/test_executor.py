@@ -47,24 +47,17 @@ async def test_hot_key_is_read_once_per_tick(redis: Any) -> None:
     await redis.set(b"t:{hot}", b"x")
     ex = executor_for(redis)
     sent: list[tuple[Any, ...]] = []
-    original = redis.pipeline
+    original = ex._pipeline
 
-    def spying_pipeline(*args: Any, **kwargs: Any) -> Any:
-        pipe = original(*args, **kwargs)
-        queue = pipe.execute_command
+    async def spying_pipeline(commands: list[tuple[Any, ...]]) -> list[Any]:
+        sent.extend(commands)
+        return await original(commands)
 
-        def record(*cmd: Any, **options: Any) -> Any:
-            sent.append(cmd)
-            return queue(*cmd, **options)
-
-        pipe.execute_command = record
-        return pipe
-
-    redis.pipeline = spying_pipeline
+    ex._pipeline = spying_pipeline  # type: ignore[method-assign]
     try:
         values = await asyncio.gather(*(ex.get(b"t:{hot}", 1.0) for _ in range(100)))
     finally:
-        redis.pipeline = original
+        del ex._pipeline
     assert values == [b"x"] * 100
     assert sent == [("MGET", b"t:{hot}")]
 
@@ -92,7 +85,7 @@ async def test_commands_returns_errors_in_place(redis: Any) -> None:
     replies = await ex.commands(
         [("SET", b"t:{a}", b"1"), ("LPUSH", b"t:{s}", b"x"), ("GET", b"t:{a}")], 1.0
     )
-    assert replies[0] in (True, b"OK")
+    assert replies[0] is True  # redis-py's SET callback applies in a pipeline too
     assert isinstance(replies[1], RedisCommandError)
     assert replies[2] == b"1"
 
@@ -168,3 +161,4 @@ async def test_cancelling_the_caller_that_opened_a_batch(redis: Any) -> None:
 def test_not_a_client(bad: Any) -> None:
     with pytest.raises(TypeError, match="redis must be"):
         executor_for(bad)
+

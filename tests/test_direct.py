@@ -1,4 +1,4 @@
-"""The executor's lane: lone calls on one connection kept out of the pool.
+"""Direct use of redis-py connections: the lane for lone calls, and pipelines.
 
 Only a standalone ``redis.asyncio.Redis`` with a pool of at least ``MIN_POOL``
 connections gets a lane; on fakeredis and a cluster every test here checks
@@ -15,12 +15,18 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 
+from aiocache_patterns._direct import MIN_POOL
 from aiocache_patterns._executor import executor_for
-from aiocache_patterns._lane import MIN_POOL
 from aiocache_patterns._scripts import Script
+from aiocache_patterns.errors import RedisCommandError, RedisTimeout
 from tests._backends import Backend, in_ci, standalone_availability
 
 ECHO = Script("test_lane_echo", b"return ARGV[1]")
+#: Lua that keeps the server busy for 50 ms (after `local t = redis.call('TIME')`).
+_SPIN = (
+    b"local start = t[1] * 1000000 + t[2] "
+    b"repeat local n = redis.call('TIME') until n[1] * 1000000 + n[2] - start > 50000"
+)
 
 
 @pytest.fixture
@@ -56,8 +62,8 @@ async def test_lone_calls_share_one_held_connection(backend: Backend) -> None:
         assert await ex.script(ECHO, [key], [str(i)], 1.0) == str(i).encode()
     if backend.name == "redis":
         assert ex.held_connections == 1
-        # the connection the SETs above used became the lane's: no other was made
-        assert _pool_size(redis) == 1
+        # the lane, and the connection the SETs and the SCRIPT LOAD used
+        assert _pool_size(redis) == 2
         assert len(redis.connection_pool._in_use_connections) == 1  # type: ignore[union-attr]
     else:
         assert ex.held_connections == 0
@@ -178,3 +184,50 @@ def test_a_new_event_loop_gives_the_old_lane_back(redis_url: str) -> None:
     thread.start()
     thread.join(10)
     assert held == [1, 1]
+
+
+async def test_pipelines_keep_each_reply_in_its_place(backend: Backend) -> None:
+    redis = await backend.client()
+    await redis.set(b"t:{p}s", b"string")
+    ex = executor_for(redis)
+    script_error = Script("test_direct_fail", b"return redis.error_reply('ERR nope ' .. ARGV[1])")
+    for _ in range(3):
+        replies = await asyncio.gather(
+            ex.command("SET", b"t:{p}a", b"1", "PX", 60_000, timeout=1.0),
+            ex.command("LPUSH", b"t:{p}s", b"x", timeout=1.0),
+            ex.get(b"t:{p}s", 1.0),
+            ex.script(script_error, [b"t:{p}a"], ["7"], 1.0),
+            ex.script(ECHO, [b"t:{p}a"], ["echo"], 1.0),
+            ex.command("PTTL", b"t:{p}a", timeout=1.0),
+            return_exceptions=True,
+        )
+        assert replies[0] is True
+        assert isinstance(replies[1], RedisCommandError)
+        assert "WRONGTYPE" in str(replies[1])
+        assert replies[2] == b"string"
+        assert isinstance(replies[3], RedisCommandError)
+        assert "nope 7" in str(replies[3])
+        assert replies[4] == b"echo"
+        assert isinstance(replies[5], int)
+        assert 0 < replies[5] <= 60_000
+    # and the connections are in step afterwards
+    assert await ex.get(b"t:{p}a", 1.0) == b"1"
+
+
+@pytest.mark.real_only  # fakeredis runs the script inside the event loop: nothing to cut off
+async def test_a_cancelled_pipeline_leaves_no_reply_behind(backend: Backend) -> None:
+    """A batch cut off by its deadline mid-read: the connection is dropped, not reused
+    with replies still queued on it."""
+    redis = await backend.client()
+    keys = await _populate(redis, 40)
+    ex = executor_for(redis)
+    spin = b"local t = redis.call('TIME') " + _SPIN + b" return ARGV[1]"
+    slow = Script("test_direct_slow", spin)
+    for round_ in range(5):
+        calls = [ex.script(slow, [keys[0]], [str(round_)], 0.001)]
+        calls += [ex.get(k, 0.001) for k in keys]
+        results = await asyncio.gather(*calls, return_exceptions=True)
+        assert any(isinstance(r, RedisTimeout) for r in results)
+        # whatever was cut off, every next read gets its own value
+        got = await asyncio.gather(*(ex.get(k, 2.0) for k in keys))
+        assert got == [f"v{i}".encode() for i in range(40)]
