@@ -162,3 +162,16 @@ def test_not_a_client(bad: Any) -> None:
     with pytest.raises(TypeError, match="redis must be"):
         executor_for(bad)
 
+
+async def test_many_scripts_go_as_pipelines_in_flight_together(redis: Any) -> None:
+    """50 callers' scripts: two pipelines of 25 sent side by side, not one of 50."""
+    ex = executor_for(redis)
+    before = ex.round_trips
+    got = await asyncio.gather(*(ex.script(ECHO, [b"t:{e}"], [str(i)], 1.0) for i in range(50)))
+    assert got == [[b"t:{e}", str(i).encode()] for i in range(50)]
+    assert ex.round_trips - before == 2
+    # GETs are not capped that way: 50 of them are one MGET
+    await redis.set(b"t:{g}", b"v")
+    before = ex.round_trips
+    assert await asyncio.gather(*(ex.get(b"t:{g}", 1.0) for _ in range(50))) == [b"v"] * 50
+    assert ex.round_trips - before == 1
