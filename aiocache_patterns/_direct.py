@@ -27,8 +27,8 @@ Both send with redis-py's own connection methods (``pack_commands``,
   disconnect the connection on any error or cancellation while a command is
   outstanding (the CVE-2023-28858/28859 fix), and the next use reconnects;
 * the client's own ``Retry`` policy applies, as in ``execute_command``;
-* replies pass through the client's response callbacks as in redis-py (the
-  lane carries only commands that have none: ``GET``, ``EVALSHA``, ...);
+* replies pass through the client's response callbacks as in redis-py (for a
+  command sent with no options, which is how the executor sends every one);
 * error replies come back in place (pipelines) or raised (the lane), as
   redis-py's ``ResponseError`` subclasses.
 
@@ -105,10 +105,10 @@ class Direct:
         """Whether the lane has a connection checked out of the pool."""
         return self._conn is not None
 
-    def carries(self, command: str) -> bool:
-        """Whether ``command`` can go on the lane: a lane exists, and redis-py passes
-        the command's reply through untouched."""
-        return self._hold and self._callback(command) is None
+    @property
+    def has_lane(self) -> bool:
+        """Whether lone calls can go on the lane (the pool is big enough to hold one)."""
+        return self._hold
 
     async def call(self, args: tuple[Any, ...]) -> Any:
         """Send ``args`` on the lane; the raw reply (bulk strings as bytes).
@@ -123,11 +123,12 @@ class Direct:
                 conn = self._conn = await self._pool.get_connection()
             elif _dropped(conn):
                 await conn.disconnect()  # the send below reconnects
-            return await conn.retry.call_with_retry(
+            reply = await conn.retry.call_with_retry(
                 lambda: _exchange_one(conn, args), lambda _error: conn.disconnect()
             )
         finally:
             self.busy = False
+        return await self._parsed(args[0], reply)
 
     async def pipeline(self, commands: Sequence[tuple[Any, ...]]) -> list[Any]:
         """Send ``commands`` in one write on a pooled connection; their replies in order,
@@ -165,13 +166,19 @@ class Direct:
             except ResponseError as exc:
                 replies.append(exc)
                 continue
-            callback = self._callback(args[0])
-            if callback is not None:
-                reply = callback(reply)
-                if inspect.isawaitable(reply):
-                    reply = await reply
-            replies.append(reply)
+            replies.append(await self._parsed(args[0], reply))
         return replies
+
+    async def _parsed(self, command: Any, reply: Any) -> Any:
+        """``reply`` through the client's response callback for ``command``, as redis-py
+        does for a command sent with no options."""
+        callback = self._callback(command)
+        if callback is None:
+            return reply
+        reply = callback(reply)
+        if inspect.isawaitable(reply):
+            reply = await reply
+        return reply
 
 
 def _dropped(conn: Any) -> bool:

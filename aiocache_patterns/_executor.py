@@ -430,10 +430,10 @@ class Executor:
             task.add_done_callback(self._lane_closing.discard)
 
     async def _send(self, args: tuple[Any, ...], script: Script | None = None) -> Any:
-        """One command as itself (no pipeline), on the lane when it can carry it;
-        a script is loaded on NOSCRIPT and sent again."""
+        """One command as itself (no pipeline), on the lane if there is one; a script is
+        loaded on NOSCRIPT and sent again."""
         direct = self._direct
-        if direct is not None and direct.carries(args[0]):
+        if direct is not None and direct.has_lane:
             send = direct.call
         else:
             send = self._execute

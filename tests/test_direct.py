@@ -143,10 +143,13 @@ async def test_a_small_pool_gets_no_lane(backend: Backend) -> None:
 async def test_a_command_with_a_reply_callback_keeps_redis_py_parsing(backend: Backend) -> None:
     redis = await backend.client()
     ex = executor_for(redis)
-    # SET's reply goes through redis-py's callback (b"OK" -> True) on every path
+    # replies go through redis-py's callbacks (b"OK" -> True, 1 -> True) on every path
     assert await ex.command("SET", b"t:{lane}", b"x", timeout=1.0) is True
     assert await ex.command("PEXPIRE", b"t:{lane}", 10_000, timeout=1.0) is True
+    assert await ex.command("PEXPIRE", b"t:{nothing}", 10_000, timeout=1.0) is False
     assert await ex.get(b"t:{lane}", 1.0) == b"x"
+    if backend.name == "redis":
+        assert ex.held_connections == 1  # those went on the lane
 
 
 async def test_closing_the_client_closes_the_lane(redis_url: str) -> None:
