@@ -191,7 +191,9 @@ class Executor:
         if self._lone_caller():
             result: bytes | None = await self._round_trip(timeout, self._send(("GET", key)))
             return result
-        reply: bytes | None = await self._submit(_Op(_GET, ("GET", key), timeout, key=key))
+        op = _Op(_GET, ("GET", key), timeout, key=key)
+        joined = self._join(op)  # the common case under load, without a coroutine more
+        reply: bytes | None = await (joined if joined is not None else self._submit(op))
         return reply
 
     async def get_many(self, keys: Sequence[bytes], timeout: float) -> list[bytes | None]:
@@ -276,17 +278,25 @@ class Executor:
             and self._slots.busy < self._max_inflight
         )
 
+    def _join(self, op: _Op) -> asyncio.Future[Any] | None:
+        """Add ``op`` to the open batch, if one is open; the future of its reply."""
+        batch = self._open
+        if batch is None:
+            return None
+        assert self._loop is not None
+        future = op.future = self._loop.create_future()
+        batch.append(op)
+        self._open_commands += op.kind != _GET
+        if len(batch) >= self._max_batch or self._open_commands >= self._max_commands:
+            self._open = None
+        return future
+
     async def _submit(self, op: _Op) -> Any:
         loop = self._loop
         assert loop is not None
-        batch = self._open
-        if batch is not None:
-            op.future = loop.create_future()
-            batch.append(op)
-            self._open_commands += op.kind != _GET
-            if len(batch) >= self._max_batch or self._open_commands >= self._max_commands:
-                self._open = None
-            return await op.future
+        joined = self._join(op)
+        if joined is not None:
+            return await joined
         batch = [op]
         self._open = batch
         self._open_commands = op.kind != _GET

@@ -57,6 +57,8 @@ class Loader:
         self._refresh_after = refresh_after
         self._random = random
         self._flights = SingleFlight()
+        #: ``self._fill``, bound once rather than once per missing caller.
+        self._bound_fill = self._fill
         self._load_tokens: dict[bytes, object] = {}
         self._refreshing: set[bytes] = set()
         #: Background refreshes (cancelled on close) and lock releases (awaited on close).
@@ -70,8 +72,7 @@ class Loader:
         except RedisUnavailable as exc:
             self._io.redis_failed("get_or_load", exc)
             self._counters.misses += 1
-            value, _ = await self._flights.do_shared(rkey, lambda: self._call(loader))
-            return value
+            return await self._flights.do(rkey, self._call, loader)
         entry = self._io.decode(rkey, raw)
         if entry is not None:
             now = self._io.now()
@@ -83,7 +84,7 @@ class Loader:
                     else:
                         self._counters.early_recomputes += 1
                         return await self._flights.do(
-                            rkey, lambda: self._recompute(rkey, loader, ttl, entry)
+                            rkey, self._recompute, rkey, loader, ttl, entry
                         )
                 return entry.value  # type: ignore[no-any-return]
             # Stale, within the grace: one caller refreshes, the others get it as it is.
@@ -91,9 +92,12 @@ class Loader:
             if self._flights.in_flight(rkey):
                 self._counters.stale_served += 1
                 return entry.value  # type: ignore[no-any-return]
-            return await self._flights.do(rkey, lambda: self._recompute(rkey, loader, ttl, entry))
+            return await self._flights.do(rkey, self._recompute, rkey, loader, ttl, entry)
         self._counters.misses += 1
-        value, shared = await self._flights.do_shared(rkey, lambda: self._fill(rkey, loader, ttl))
+        # (No lambdas in this method: a variable a closure captures becomes a cell,
+        # allocated on every call, hits included.)
+        value: T
+        value, shared = await self._flights.do_shared(rkey, self._bound_fill, rkey, loader, ttl)
         if shared:
             self._counters.coalesced += 1
         return value
@@ -218,7 +222,7 @@ class Loader:
         self._refreshing.add(rkey)
         self._counters.refreshes += 1
         task = asyncio.get_running_loop().create_task(
-            self._flights.do(rkey, lambda: self._recompute(rkey, loader, ttl, entry))
+            self._flights.do(rkey, self._recompute, rkey, loader, ttl, entry)
         )
         self.tasks.add(task)
 

@@ -31,6 +31,22 @@ async def test_concurrent_callers_share_one_call() -> None:
     assert sf.stats.in_flight == 0
 
 
+async def test_arguments_go_to_the_one_call_that_runs() -> None:
+    sf = SingleFlight()
+    seen: list[tuple[int, str]] = []
+
+    async def work(n: int, label: str) -> str:
+        seen.append((n, label))
+        await asyncio.sleep(0.01)
+        return f"{label}{n}"
+
+    results = await asyncio.gather(*(sf.do("k", work, i, "x") for i in range(10)))
+    # the first caller's arguments started the call; the others joined it
+    assert results == ["x0"] * 10
+    assert seen == [(0, "x")]
+    assert await sf.do_shared("k", work, 7, "y") == ("y7", False)
+
+
 async def test_different_keys_run_separately() -> None:
     sf = SingleFlight()
     seen: list[str] = []
