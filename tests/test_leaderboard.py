@@ -723,3 +723,25 @@ async def test_redis_down_raises_redis_unavailable_quickly(dead: Any) -> None:
         with pytest.raises(RedisUnavailable):
             await call()
         assert time.perf_counter() - started < 2.0
+
+
+@pytest.mark.parametrize("ascending", [False, True])
+async def test_a_long_bulk_of_equal_scores_keeps_the_order_given(
+    redis: Any, ascending: bool
+) -> None:
+    """3,000 members in one call: tie-break prefixes from the long-stream path, across
+    a 65,536 boundary of the sequence (the prefix's two low bytes wrap)."""
+    board = Leaderboard(redis, "ties", ascending=ascending)
+    now_us = int(time.time() * 1_000_000)
+    boundary = (now_us // 65536 + 2) * 65536  # ahead of the server clock
+    seq_key = f"leaderboard:{{ties}}{':asc' if ascending else ''}:seq"
+    await redis.set(seq_key, boundary - 1500)
+    members = [f"m{i:04d}" for i in range(3000)]
+    assert await board.submit_many(dict.fromkeys(reversed(members), 7)) == 3000
+    expected = list(reversed(members))  # the order given wins ties
+    assert [e.member for e in await board.page(1, size=3000)] == expected
+    assert (await board.rank("m0000")).rank == 3000  # type: ignore[union-attr]
+    assert await board.submit("late", 7) is True
+    assert [e.member for e in await board.page(301, size=10)][-1] == "late"
+    # the sequence went on from where it was set: the boundary was crossed
+    assert int(await redis.get(seq_key)) == boundary - 1500 + 3001
