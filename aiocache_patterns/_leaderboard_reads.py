@@ -236,14 +236,9 @@ class Ranking(Generic[M]):
                     return LeaderboardEntry(
                         self._member(member, data), parse_score(known[1]), int(place) + 1
                     )
-        args = (FLAG[self._desc], self._style, data)
-        (reply,) = await self._run(keys, [(_RANK, self._read_keys(keys), args)])
-        if reply[0] is None:
-            if hints is not None:
-                hints.forget(data)
+        reply = await self._look_up(keys, self._read_keys(keys), self._style, data)
+        if reply is None:
             return None
-        if hints is not None:
-            hints.put(keys.z, data, reply[2], reply[0])
         return LeaderboardEntry(self._member(member, data), parse_score(reply[0]), int(reply[1]))
 
     async def ranks(self, members: Iterable[KeyT]) -> dict[M, LeaderboardEntry[M]]:
@@ -292,15 +287,24 @@ class Ranking(Generic[M]):
                 )
                 if score is not None:
                     return parse_score(score)
-        args = (FLAG[self._desc], b"none", data)
-        (reply,) = await self._run(keys, [(_RANK, keys.lookups, args)])
+        reply = await self._look_up(keys, keys.lookups, b"none", data)
+        return None if reply is None else parse_score(reply[0])
+
+    async def _look_up(
+        self, keys: Keys, read_keys: tuple[bytes, ...], style: str | bytes, data: bytes
+    ) -> list[Any] | None:
+        """The rank script for one member: ``[score, rank, prefix]``, or None if it is not
+        on the board; what it learns about the member's entry goes into the hints."""
+        args = (FLAG[self._desc], style, data)
+        (reply,) = await self._run(keys, [(_RANK, read_keys, args)])
+        hints = self._hints
         if reply[0] is None:
             if hints is not None:
                 hints.forget(data)
             return None
         if hints is not None:
             hints.put(keys.z, data, reply[2], reply[0])
-        return parse_score(reply[0])
+        return reply  # type: ignore[no-any-return]
 
     async def size(self) -> int:
         """How many members are on the board."""

@@ -18,7 +18,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 import redis
 import redis.asyncio
@@ -63,6 +63,19 @@ class Target:
 
             return fakeredis.FakeAsyncRedis(server=self.fake_server, **kwargs)
         return redis.asyncio.Redis.from_url(self.url, **kwargs)
+
+    def aiocache_kwargs(self) -> dict[str, Any]:
+        """The connection arguments of an aiocache Redis cache for this (real) target."""
+        if self.url is None:
+            raise ValueError("aiocache needs a Redis URL, not the embedded fakeredis")
+        parts = urlsplit(self.url)
+        db = parts.path.strip("/") or "0"
+        return {
+            "endpoint": parts.hostname or "127.0.0.1",
+            "port": parts.port or 6379,
+            "db": int(db),
+            "password": unquote(parts.password) if parts.password else None,
+        }
 
 
 def redact(url: str) -> str:

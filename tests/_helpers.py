@@ -6,9 +6,17 @@ from typing import Any
 
 from tests._backends import all_keys
 
-__all__ = ["all_keys", "ttls_ms"]
+__all__ = ["all_keys", "populate", "ttls_ms"]
 
 
 async def ttls_ms(client: Any) -> dict[bytes, int]:
     """PTTL of every key: -1 means immortal, which the library must never leave."""
     return {k: int(await client.pttl(k)) for k in await all_keys(client)}
+
+
+async def populate(client: Any, n: int, tag: str = "k") -> list[bytes]:
+    """``n`` keys ``t:{<tag><i>}`` (one slot each), key i holding ``v<i>``; the keys."""
+    keys = [f"t:{{{tag}{i}}}".encode() for i in range(n)]
+    for i, key in enumerate(keys):
+        await client.set(key, f"v{i}".encode())
+    return keys

@@ -20,6 +20,7 @@ from aiocache_patterns._executor import executor_for
 from aiocache_patterns._scripts import Script
 from aiocache_patterns.errors import RedisCommandError, RedisTimeout
 from tests._backends import Backend, in_ci, standalone_availability
+from tests._helpers import populate
 
 ECHO = Script("test_lane_echo", b"return ARGV[1]")
 #: Lua that keeps the server busy for 50 ms (after `local t = redis.call('TIME')`).
@@ -46,16 +47,9 @@ def _pool_size(client: Any) -> int:
     return len(pool._available_connections) + len(pool._in_use_connections)
 
 
-async def _populate(redis: Any, n: int) -> list[bytes]:
-    keys = [f"t:{{lane{i}}}".encode() for i in range(n)]
-    for i, key in enumerate(keys):
-        await redis.set(key, f"v{i}".encode())
-    return keys
-
-
 async def test_lone_calls_share_one_held_connection(backend: Backend) -> None:
     redis = await backend.client()
-    keys = await _populate(redis, 20)
+    keys = await populate(redis, 20, "lane")
     ex = executor_for(redis)
     for i, key in enumerate(keys):
         assert await ex.get(key, 1.0) == f"v{i}".encode()
@@ -72,7 +66,7 @@ async def test_lone_calls_share_one_held_connection(backend: Backend) -> None:
 
 async def test_a_busy_lane_sends_the_next_caller_the_ordinary_way(backend: Backend) -> None:
     redis = await backend.client()
-    keys = await _populate(redis, 2)
+    keys = await populate(redis, 2, "lane")
     ex = executor_for(redis)
     assert await ex.get(keys[0], 1.0) == b"v0"  # the lane is connected
     first = asyncio.create_task(ex.get(keys[0], 1.0))
@@ -87,7 +81,7 @@ async def test_a_busy_lane_sends_the_next_caller_the_ordinary_way(backend: Backe
 async def test_cancelled_lone_calls_never_shift_replies(backend: Backend) -> None:
     """A lone call cancelled while its reply is outstanding (CVE-2023-28858/9)."""
     redis = await backend.client()
-    keys = await _populate(redis, 50)
+    keys = await populate(redis, 50, "lane")
     ex = executor_for(redis)
     rng = random.Random(7)
     cancelled = 0
@@ -110,7 +104,7 @@ async def test_cancelled_lone_calls_never_shift_replies(backend: Backend) -> Non
 @pytest.mark.real_only
 async def test_the_lane_reconnects_when_the_server_drops_it(backend: Backend) -> None:
     redis = await backend.client()
-    keys = await _populate(redis, 2)
+    keys = await populate(redis, 2, "lane")
     ex = executor_for(redis)
     assert await ex.get(keys[0], 1.0) == b"v0"
     killer = await backend.client()
@@ -132,7 +126,7 @@ async def test_the_lane_reconnects_when_the_server_drops_it(backend: Backend) ->
 @pytest.mark.real_only
 async def test_a_small_pool_gets_no_lane(backend: Backend) -> None:
     redis = await backend.client(max_connections=MIN_POOL - 1)
-    keys = await _populate(redis, 3)
+    keys = await populate(redis, 3, "lane")
     ex = executor_for(redis)
     for i, key in enumerate(keys):
         assert await ex.get(key, 1.0) == f"v{i}".encode()
@@ -223,7 +217,7 @@ async def test_a_cancelled_pipeline_leaves_no_reply_behind(backend: Backend) -> 
     """A batch cut off by its deadline mid-read: the connection is dropped, not reused
     with replies still queued on it."""
     redis = await backend.client()
-    keys = await _populate(redis, 40)
+    keys = await populate(redis, 40, "lane")
     ex = executor_for(redis)
     spin = b"local t = redis.call('TIME') " + _SPIN + b" return ARGV[1]"
     slow = Script("test_direct_slow", spin)

@@ -12,19 +12,13 @@ from aiocache_patterns._executor import executor_for
 from aiocache_patterns._scripts import Script
 from aiocache_patterns.errors import RedisCommandError
 from tests._backends import Backend
+from tests._helpers import populate
 
 ECHO = Script("test_echo", b"return {KEYS[1], ARGV[1]}")
 
 
-async def _populate(redis: Any, n: int) -> list[bytes]:
-    keys = [f"t:{{k{i}}}".encode() for i in range(n)]
-    for i, key in enumerate(keys):
-        await redis.set(key, f"v{i}".encode())
-    return keys
-
-
 async def test_concurrent_gets_share_one_round_trip(redis: Any) -> None:
-    keys = await _populate(redis, 50)
+    keys = await populate(redis, 50)
     ex = executor_for(redis)
     before = ex.round_trips
     values = await asyncio.gather(*(ex.get(k, 1.0) for k in keys))
@@ -34,7 +28,7 @@ async def test_concurrent_gets_share_one_round_trip(redis: Any) -> None:
 
 
 async def test_a_lone_caller_is_sent_at_once(redis: Any) -> None:
-    keys = await _populate(redis, 3)
+    keys = await populate(redis, 3)
     ex = executor_for(redis)
     before = ex.round_trips
     for i, key in enumerate(keys):
@@ -114,7 +108,7 @@ async def test_decoding_client_still_gets_bytes(redis_decoded: Any) -> None:
 
 
 async def test_ten_thousand_concurrent_gets_on_a_default_pool(redis: Any) -> None:
-    keys = await _populate(redis, 100)
+    keys = await populate(redis, 100)
     ex = executor_for(redis)
     results = await asyncio.gather(
         *(ex.get(keys[i % 100], 5.0) for i in range(10_000)), return_exceptions=True
@@ -125,7 +119,7 @@ async def test_ten_thousand_concurrent_gets_on_a_default_pool(redis: Any) -> Non
 
 async def test_random_cancellations_never_cross_results(redis: Any) -> None:
     """CVE-2023-28858/9 class: a cancelled read must never shift replies between callers."""
-    keys = await _populate(redis, 200)
+    keys = await populate(redis, 200)
     ex = executor_for(redis)
     rng = random.Random(1234)
     for _ in range(10):
@@ -147,7 +141,7 @@ async def test_random_cancellations_never_cross_results(redis: Any) -> None:
 
 
 async def test_cancelling_the_caller_that_opened_a_batch(redis: Any) -> None:
-    keys = await _populate(redis, 10)
+    keys = await populate(redis, 10)
     ex = executor_for(redis)
     tasks = [asyncio.create_task(ex.get(k, 1.0)) for k in keys]
     await asyncio.sleep(0)  # every task has queued its GET; the first is yielding

@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
-from urllib.parse import unquote, urlsplit
 
 from benchmarks._optional import optional_module
 from benchmarks._target import KEY_PREFIX, Target
@@ -83,23 +82,12 @@ async def _cashews(target: Target, decorator: bool) -> AsyncIterator[Bound]:
 # -- aiocache -------------------------------------------------------------------------
 
 
-def _aiocache_kwargs(url: str) -> dict[str, Any]:
-    parts = urlsplit(url)
-    db = parts.path.strip("/") or "0"
-    return {
-        "endpoint": parts.hostname or "127.0.0.1",
-        "port": parts.port or 6379,
-        "db": int(db),
-        "password": unquote(parts.password) if parts.password else None,
-    }
-
-
 @contextlib.asynccontextmanager
 async def _aiocache(target: Target, decorator: bool) -> AsyncIterator[Bound]:
     aiocache = _module("aiocache")
     serializers = _module("aiocache.serializers")
     assert target.url is not None
-    kwargs = _aiocache_kwargs(target.url)
+    kwargs = target.aiocache_kwargs()
     values = VALUES
     if decorator:
         calls = _Calls()

@@ -21,7 +21,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import Any, Literal
-from urllib.parse import unquote, urlsplit
 
 from aiocache_patterns import Cache
 from benchmarks._optional import optional_module
@@ -245,17 +244,6 @@ def _cashews(early: bool) -> Opener:
     return open_variant
 
 
-def _aiocache_kwargs(url: str) -> dict[str, Any]:
-    parts = urlsplit(url)
-    db = parts.path.strip("/") or "0"
-    return {
-        "endpoint": parts.hostname or "127.0.0.1",
-        "port": parts.port or 6379,
-        "db": int(db),
-        "password": unquote(parts.password) if parts.password else None,
-    }
-
-
 @contextlib.asynccontextmanager
 async def _aiocache(
     target: Target, loader: CountedLoader, settings: Settings
@@ -269,7 +257,7 @@ async def _aiocache(
         key_builder=lambda fn, key: f"aiocache:{key}",
         namespace=NAMESPACE,
         serializer=serializers.JsonSerializer(),
-        **_aiocache_kwargs(target.url),
+        **target.aiocache_kwargs(),
     )
 
     async def load(key: str) -> Any:
