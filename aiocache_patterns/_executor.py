@@ -392,7 +392,6 @@ class Executor:
             self.round_trips += 1
             result = await send
         except asyncio.CancelledError as exc:
-            send.close()
             if deadlines.caused(task):
                 self.breaker.record_failure(trial)
                 # If redis-py was retrying (backing off after a failure), that failure
@@ -425,6 +424,7 @@ class Executor:
                 self.breaker.release_trial()
             raise
         finally:
+            send.close()  # unstarted if the wait for a slot ended it (no-op once finished)
             deadlines.stop(task)
             if has_slot:
                 slots.give_back()

@@ -55,7 +55,8 @@ class Slots:
         except asyncio.CancelledError:
             if waiter.done() and not waiter.cancelled():
                 self.give_back()  # the slot was handed to us as we were cancelled
-            else:
+            elif waiter in self._waiters:
+                # (A give_back may already have dropped it: it skips cancelled waiters.)
                 self._waiters.remove(waiter)
             raise
 
