@@ -745,3 +745,15 @@ async def test_a_long_bulk_of_equal_scores_keeps_the_order_given(
     assert [e.member for e in await board.page(301, size=10)][-1] == "late"
     # the sequence went on from where it was set: the boundary was crossed
     assert int(await redis.get(seq_key)) == boundary - 1500 + 3001
+    # each member's 7-byte prefix is exactly its sequence number (2**53 - seq on a
+    # descending board), big-endian, in the order given: what the stream computes
+    # byte by byte agrees with the plain encoding the other scripts decode
+    first = boundary - 1500 + 1
+    given = list(reversed(members))
+    expected_prefix = {
+        member.encode(): (first + i if ascending else 2**53 - (first + i)).to_bytes(7, "big")
+        for i, member in enumerate(given)
+    }
+    encoded = await redis.zrange(seq_key.removesuffix(":seq"), 0, -1)
+    stored = {bytes(e[7:]): bytes(e[:7]) for e in encoded if bytes(e[7:]) != b"late"}
+    assert stored == expected_prefix

@@ -36,22 +36,33 @@ local function prefix_of(seq, desc)
 end
 
 -- The prefixes of sequence numbers first, first + 1, ...: each call returns
--- the next one (the five high bytes are reused while they do not change).
+-- the next one. The two low bytes are counted as numbers and the prefix is
+-- built with one string.char (the five high bytes change once in 65,536):
+-- a bulk submit calls this once per member, so it is kept to a few
+-- arithmetic steps and a single new string.
 local function prefix_stream(first, desc)
     local v, step = first, 1
     if desc then
         v, step = SEQ_SPAN - first, -1
     end
-    local high, head = -1, ''
+    local low = v % 65536
+    local high = v - low
+    local hi, lo = (low - low % 256) / 256, low % 256
+    local h1, h2, h3, h4, h5 = string.byte(bytes7(high), 1, 5)
+    local char = string.char
     return function()
-        local low = v % 65536
-        if v - low ~= high then
-            high = v - low
-            head = string.sub(bytes7(high), 1, 5)
+        local prefix = char(h1, h2, h3, h4, h5, hi, lo)
+        lo = lo + step
+        if lo == 256 or lo == -1 then
+            lo = lo % 256
+            hi = hi + step
+            if hi == 256 or hi == -1 then
+                hi = hi % 256
+                high = high + step * 65536
+                h1, h2, h3, h4, h5 = string.byte(bytes7(high), 1, 5)
+            end
         end
-        v = v + step
-        local b7 = low % 256
-        return head .. string.char((low - b7) / 256, b7)
+        return prefix
     end
 end
 
