@@ -110,12 +110,17 @@ def score_arg(value: object, argname: str = "score") -> int | float:
     raise TypeError(f"{argname} must be an int or a float, not {type(value).__name__}")
 
 
-def bulk_scores(scores: Any, *, best: bool, desc: bool) -> tuple[list[bytes], list[int | float]]:
-    """The members (as bytes) and scores of ``submit_many``'s argument, all checked.
+def bulk_scores(
+    scores: Any, *, best: bool, desc: bool
+) -> tuple[list[bytes] | list[str], list[int | float]]:
+    """The members and scores of ``submit_many``'s argument, all checked.
 
     A mapping of ``str`` or ``bytes`` to plain ``int``/``float`` is checked
     with whole-list operations (fast for a million entries); anything else
-    goes through :func:`_bulk_slowly`, which also names a bad entry.
+    goes through :func:`_bulk_slowly`, which also names a bad entry. Members
+    come back as ``bytes``, or as the ``str`` keys themselves when every one
+    is ASCII (their bytes are their characters: :func:`packed` encodes a whole
+    batch at once instead of one member at a time).
     """
     if isinstance(scores, (str, bytes, bytearray, memoryview)) or not isinstance(
         scores, (Mapping, Iterable)
@@ -127,24 +132,37 @@ def bulk_scores(scores: Any, *, best: bool, desc: bool) -> tuple[list[bytes], li
     if isinstance(scores, Mapping):
         keys = list(scores)
         values = list(scores.values())
-        member_types = set(map(type, keys))
-        if (
-            len(member_types) == 1
-            and set(map(type, values)) <= {int, float}
-            and (not values or (min(values) >= -EXACT and max(values) <= EXACT))
-            and all(map(math.isfinite, values))
-        ):
-            try:
-                if member_types == {str}:
-                    members = [k.encode("utf-8", "surrogateescape") for k in keys]
-                else:
-                    members = keys if member_types == {bytes} else []
-            except UnicodeEncodeError:
-                members = []
-            if members and all(members):
-                return members, values
+        fast = _fast_members(keys) if _plain_scores(values) else None
+        if fast is not None:
+            return fast, values
         return _bulk_slowly(scores.items(), best, desc)
     return _bulk_slowly(scores, best, desc)
+
+
+def _plain_scores(values: list[Any]) -> bool:
+    """Every value a plain ``int`` within ±2**53 or a finite plain ``float``."""
+    kinds = set(map(type, values))
+    if not kinds <= {int, float}:
+        return False
+    if values and (min(values) < -EXACT or max(values) > EXACT):
+        return False
+    return kinds == {int} or all(map(math.isfinite, values))  # ints are always finite
+
+
+def _fast_members(keys: list[Any]) -> list[bytes] | list[str] | None:
+    """``keys`` as members if they are all non-empty ``str`` or all non-empty ``bytes``
+    (``str`` stay ``str`` when all ASCII); None sends them down the slow path."""
+    kinds = set(map(type, keys))
+    if kinds == {bytes}:
+        return keys if all(keys) else None
+    if kinds != {str} or not all(keys):
+        return None
+    if "".join(keys).isascii():
+        return keys
+    try:
+        return [k.encode("utf-8", "surrogateescape") for k in keys]
+    except UnicodeEncodeError:
+        return None
 
 
 def _bulk_slowly(
@@ -172,16 +190,23 @@ def _bulk_slowly(
     return members, values
 
 
-def packed(members: Sequence[bytes], scores: Sequence[int | float]) -> tuple[bytes, bytes, bytes]:
+def packed(
+    members: Sequence[bytes] | Sequence[str], scores: Sequence[int | float]
+) -> tuple[bytes, bytes, bytes]:
     """A batch as the three arguments of ``leaderboard_submit``: scores, lengths, members.
 
     ``repr`` gives every float's shortest exact text, and an int's digits; the
-    lengths are 4 bytes each, big-endian.
+    lengths are 4 bytes each, big-endian. ``str`` members must be ASCII (see
+    :func:`bulk_scores`): one ``encode`` serves the whole batch.
     """
+    if members and isinstance(members[0], str):
+        blob = "".join(members).encode("ascii")  # type: ignore[arg-type]
+    else:
+        blob = b"".join(members)  # type: ignore[arg-type]
     return (
         " ".join(map(repr, scores)).encode(),
         struct.pack(f">{len(members)}I", *map(len, members)),
-        b"".join(members),
+        blob,
     )
 
 

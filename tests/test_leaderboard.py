@@ -399,6 +399,27 @@ async def test_submit_many_is_one_round_trip_for_thousands(redis: Any) -> None:
     assert await board.submit_many({}) == 0
 
 
+async def test_bulk_members_of_every_kind_are_stored_as_their_bytes(redis: Any) -> None:
+    """The bulk fast paths (all-ASCII str encoded per batch, bytes as they are,
+    other str one by one) store the same bytes a single submit does."""
+    ascii_board = Leaderboard(redis, "kinds")
+    await ascii_board.submit_many({f"a{i}": i for i in range(1_500)})
+    assert await ascii_board.score("a1499") == 1499
+    assert (await ascii_board.rank(b"a0")).rank == 1_500  # type: ignore[union-attr]
+    raw = Leaderboard(redis, "kinds-bytes", member_type=bytes)
+    await raw.submit_many({bytes([i % 256, i // 256 + 1]): i for i in range(1_500)})
+    assert await raw.top(1) == [LeaderboardEntry(bytes([1499 % 256, 6]), 1499, 1)]
+    text = Leaderboard(redis, "kinds-text")
+    escaped = "bad\udcff"  # bytes b"bad\xff", not UTF-8: kept by surrogateescape
+    await text.submit_many({escaped: 5.5, "ok": 1, **{f"é{i}": 2 for i in range(1_200)}})
+    assert await text.score(b"bad\xff") == 5.5
+    assert (await text.top(1))[0].member == escaped
+    assert await text.score("é1199") == 2
+    with pytest.raises(ValueError, match="lone surrogate"):
+        await text.submit_many({"fine": 1, "\ud800": 2})
+    assert await text.score("fine") is None  # checked before anything was sent
+
+
 async def test_submit_many_takes_pairs_and_mixed_member_types(redis: Any) -> None:
     board = Leaderboard(redis, "pairs")
     pairs: list[tuple[str | bytes, float]] = [("a", 1), (b"b", 2.5), ("a", 3)]
