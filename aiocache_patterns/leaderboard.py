@@ -32,6 +32,7 @@ from ._leaderboard_values import (
     M,
     RankStyle,
     bulk_scores,
+    by_score,
     check_choice,
     member_bytes,
     packed,
@@ -295,11 +296,13 @@ class Leaderboard(Ranking[M]):
     ) -> int:
         """Set many scores; returns how many changed. Thousands go in one round trip.
 
-        Members are written in the order given (which breaks ties among equal
-        new scores); a member given twice counts once, with the later score
-        (the better one with ``keep="best"``). Every argument is checked before
-        anything is sent. Batches of 1,000 are atomic each; a failure part way
-        (Redis down) can leave earlier batches written.
+        Equal new scores rank in the order given (the first given ranks
+        first among them); a member given twice counts once, with the later
+        score (the better one with ``keep="best"``). Every argument is checked
+        before anything is sent. More than 1,000 members are sent in batches
+        of 1,000, lowest scores first (Redis inserts neighbours faster); each
+        batch is atomic, so a failure part way (Redis down) can leave the
+        lower-scored batches written.
         """
         best = self._keep_flag(keep) == b"1"
         members, values = bulk_scores(scores, best=best, desc=self._desc)
@@ -311,6 +314,7 @@ class Leaderboard(Ranking[M]):
         if len(members) <= CHUNK:
             args = write_head + packed(members, values)
             return int(await self._ex.script(_SUBMIT, keys.board, args, self._timeout))
+        members, values = by_score(members, values)
         # Several scripts per round trip, as EVAL: with EVALSHA, a NOSCRIPT
         # answer would have them resent after later ones, out of order.
         head: tuple[Any, ...] = ("EVAL", _SUBMIT.source, 4, *keys.board)

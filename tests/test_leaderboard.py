@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import random
 import time
 from collections.abc import Awaitable, Callable
 from datetime import date, datetime, timedelta, timezone
@@ -397,6 +398,31 @@ async def test_submit_many_is_one_round_trip_for_thousands(redis: Any) -> None:
     assert await board.submit_many([("m00001", 5), ("m00001", 7)]) == 1  # later one counts
     assert await board.score("m00001") == 7
     assert await board.submit_many({}) == 0
+
+
+@pytest.mark.parametrize("ascending", [False, True])
+async def test_a_shuffled_bulk_ranks_ties_in_the_order_given(redis: Any, ascending: bool) -> None:
+    """A bulk is sent lowest score first; ties still rank in the order given: equal
+    scores interleaved with others, runs of one score longer than a batch, members
+    already on the board (ahead on ties, unless they move to a new score), an int
+    and a float score that are equal, and non-ASCII members beside ASCII ones."""
+    board = Leaderboard(redis, "shuffled", ascending=ascending)
+    rng = random.Random(7)
+    old = {f"old{i}": 2 + i % 2 for i in range(60)}
+    await board.submit_many(old)
+    members = [f"n{i}" for i in range(2_600)] + [f"old{i}" for i in range(0, 60, 3)] + ["é", "ü"]
+    rng.shuffle(members)
+    given = {m: rng.choice([1, 2, 2.0, 3, 3, 3, 4.5]) for m in members}  # 3: ~1,100 members
+    kept = {m: v for m, v in old.items() if given.get(m, v) == v}  # same score: keeps its place
+    assert await board.submit_many(given) == len(given) - len(kept.keys() & given.keys())
+    place = {m: i - len(old) for i, m in enumerate(old)} | {
+        m: i for i, m in enumerate(given) if m not in kept
+    }
+    everyone = old | given
+    sign = 1 if ascending else -1
+    expected = sorted(everyone, key=lambda m: (sign * everyone[m], place[m]))
+    assert [e.member for e in await board.page(1, size=len(expected))] == expected
+    assert (await board.rank("é")).rank == expected.index("é") + 1  # type: ignore[union-attr]
 
 
 async def test_bulk_members_of_every_kind_are_stored_as_their_bytes(redis: Any) -> None:
