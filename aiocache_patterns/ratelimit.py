@@ -142,7 +142,8 @@ class RateLimiter:
 
     Args:
         redis: a ``redis.asyncio.Redis``, ``RedisCluster`` or ``FakeAsyncRedis``.
-        limit, window: one rate: ``limit`` units per ``window`` seconds.
+        limit: units allowed per ``window`` (one rate: ``limit`` per ``window``).
+        window: the rate's window, in seconds.
         algorithm: ``"fixed_window"``, ``"sliding_window"`` (the default: a
             weighted two-window counter), ``"sliding_log"`` (exact),
             ``"token_bucket"`` or ``"gcra"``.
