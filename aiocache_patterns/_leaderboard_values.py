@@ -16,7 +16,7 @@ import math
 import struct
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Final, Generic, Literal, TypeVar, get_args
+from typing import Any, Final, Generic, Literal, TypeVar, cast, get_args
 
 __all__ = [
     "EXACT",
@@ -152,7 +152,8 @@ def by_score(
     handed out in the order sent.
     """
     order = sorted(range(len(scores)), key=scores.__getitem__)  # sorted() is stable
-    return [members[i] for i in order], [scores[i] for i in order]  # type: ignore[return-value]
+    picked = cast("list[bytes] | list[str]", [members[i] for i in order])  # one kind in, same out
+    return picked, [scores[i] for i in order]
 
 
 def _plain_scores(values: list[Any]) -> bool:
@@ -216,9 +217,9 @@ def packed(
     :func:`bulk_scores`): one ``encode`` serves the whole batch.
     """
     if members and isinstance(members[0], str):
-        blob = "".join(members).encode("ascii")  # type: ignore[arg-type]
+        blob = "".join(cast("Sequence[str]", members)).encode("ascii")
     else:
-        blob = b"".join(members)  # type: ignore[arg-type]
+        blob = b"".join(cast("Sequence[bytes]", members))
     return (
         " ".join(map(repr, scores)).encode(),
         struct.pack(f">{len(members)}I", *map(len, members)),
