@@ -192,28 +192,24 @@ class Direct:
             callback = self._replies[command] = self._callbacks.get(command)
         return callback  # type: ignore[return-value]
 
-    def _pack(self, conn: Any, args: tuple[Any, ...]) -> bytes | list[bytes]:
+    def _pack(self, conn: Any, args: tuple[Any, ...]) -> list[bytes]:
+        """``args`` as the chunks of bytes to write (one with hiredis, several with redis-py)."""
         if self._fast_pack:
             first = args[0]
             if not (isinstance(first, str) and " " in first):
                 with contextlib.suppress(TypeError):  # redis-py says what is wrong below
-                    return _hiredis_pack(args)  # type: ignore[misc]
+                    return [_hiredis_pack(args)]  # type: ignore[misc]
         packed: list[bytes] = conn.pack_command(*args)
         return packed
 
     async def _exchange_one(self, conn: Any, args: tuple[Any, ...]) -> Any:
-        packed = self._pack(conn, args)
-        await _write(conn, [packed] if isinstance(packed, bytes) else packed)
+        await _write(conn, self._pack(conn, args))
         return await conn.read_response(disable_decoding=True, timeout=_NO_TIMEOUT)
 
     async def _exchange(self, conn: Any, commands: Sequence[tuple[Any, ...]]) -> list[Any]:
         chunks: list[bytes] = []
         for args in commands:
-            packed = self._pack(conn, args)
-            if isinstance(packed, bytes):
-                chunks.append(packed)
-            else:
-                chunks.extend(packed)
+            chunks.extend(self._pack(conn, args))
         await _write(conn, chunks)
         replies: list[Any] = []
         for args in commands:
