@@ -15,6 +15,7 @@ from .errors import LockNotAcquired as LockNotAcquired
 from .errors import LockNotOwned as LockNotOwned
 from .errors import RateLimitExceeded as RateLimitExceeded
 from .errors import RedisCommandError as RedisCommandError
+from .errors import RedisOutOfMemory as RedisOutOfMemory
 from .errors import RedisTimeout as RedisTimeout
 from .errors import RedisUnavailable as RedisUnavailable
 from .errors import SerializationError as SerializationError
@@ -69,6 +70,7 @@ __all__ = (
     "RateLimiter",
     "RateLimiterStats",
     "RedisCommandError",
+    "RedisOutOfMemory",
     "RedisTimeout",
     "RedisUnavailable",
     "Semaphore",

@@ -47,7 +47,7 @@ from ._breaker import CircuitBreaker
 from ._direct import Direct
 from ._guards import Deadlines, Slots
 from ._scripts import Script
-from .errors import RedisCommandError, RedisTimeout, RedisUnavailable
+from .errors import RedisCommandError, RedisOutOfMemory, RedisTimeout, RedisUnavailable
 
 __all__ = ["Executor", "executor_for"]
 
@@ -127,6 +127,8 @@ def _translate(exc: BaseException, timeout: float) -> BaseException:
         new: BaseException = RedisTimeout(f"Redis did not answer within {timeout:g}s")
     elif isinstance(exc, _UNAVAILABLE_ERRORS):
         new = RedisUnavailable(f"Redis is unavailable: {exc}")
+    elif isinstance(exc, redis_errors.OutOfMemoryError):
+        new = _out_of_memory(exc)
     elif isinstance(exc, redis_errors.RedisError):
         new = RedisCommandError(str(exc))
     else:
@@ -135,10 +137,16 @@ def _translate(exc: BaseException, timeout: float) -> BaseException:
     return new
 
 
+def _out_of_memory(exc: BaseException) -> RedisOutOfMemory:
+    return RedisOutOfMemory(f"Redis is full (maxmemory reached) and refuses writes: {exc}")
+
+
 def _reply_error(exc: BaseException) -> BaseException:
     """A library exception for one command's error reply inside a pipeline."""
     if isinstance(exc, _UNAVAILABLE_ERRORS):
         new: BaseException = RedisUnavailable(f"Redis is unavailable: {exc}")
+    elif isinstance(exc, redis_errors.OutOfMemoryError):
+        new = _out_of_memory(exc)
     else:
         new = RedisCommandError(str(exc))
     new.__cause__ = exc

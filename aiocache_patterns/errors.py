@@ -7,6 +7,7 @@ so ``except TimeoutError`` keeps working for code that does not know us::
     CachePatternsError
     ├── RedisUnavailable          (also ConnectionError) Redis unreachable or refusing
     │   ├── RedisTimeout          (also TimeoutError) no answer within the operation timeout
+    │   ├── RedisOutOfMemory      Redis is full (maxmemory reached): it refuses writes
     │   └── CircuitOpen           failing fast: too many recent failures, backing off
     ├── RedisCommandError         Redis answered with an error (WRONGTYPE, script error, ...)
     ├── SerializationError        (also TypeError) a value could not be encoded or decoded
@@ -39,6 +40,7 @@ __all__ = [
     "LockNotOwned",
     "RateLimitExceeded",
     "RedisCommandError",
+    "RedisOutOfMemory",
     "RedisTimeout",
     "RedisUnavailable",
     "SerializationError",
@@ -55,6 +57,15 @@ class RedisUnavailable(CachePatternsError, ConnectionError):
 
 class RedisTimeout(RedisUnavailable, TimeoutError):
     """Redis did not answer within the operation timeout (redis-py retries included)."""
+
+
+class RedisOutOfMemory(RedisUnavailable):
+    """Redis refused a write because it is full (``maxmemory`` reached, ``noeviction``).
+
+    A degraded Redis, like a timeout: reads and deletes still work, so the
+    cache fails open and the limiter follows its ``fail_open`` policy. It does
+    not open the circuit breaker (the server answers).
+    """
 
 
 class CircuitOpen(RedisUnavailable):

@@ -24,8 +24,9 @@ import tempfile
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
-__all__ = ["RedisProcess", "free_port", "private_redis", "redis_server_binary"]
+__all__ = ["RedisProcess", "free_port", "private_redis", "redis_full", "redis_server_binary"]
 
 _START_TIMEOUT = 10.0
 
@@ -63,12 +64,16 @@ async def _answers_ping(port: int) -> bool:
 class RedisProcess:
     """One ``redis-server`` on 127.0.0.1:``port``; restartable on the same port."""
 
-    def __init__(self, port: int | None = None, *, binary: str | None = None) -> None:
+    def __init__(
+        self, port: int | None = None, *, binary: str | None = None, args: tuple[str, ...] = ()
+    ) -> None:
         binary = binary or redis_server_binary()
         if binary is None:
             raise RuntimeError("redis-server is not on PATH")
         self.binary = binary
         self.port = port if port is not None else free_port()
+        #: Extra ``redis-server`` arguments (``("--maxmemory", "2mb")``), kept across restarts.
+        self.args = args
         self._dir = tempfile.TemporaryDirectory(prefix="aiocache-redis-")
         self._log = Path(self._dir.name, "redis.log")
         self._process: subprocess.Popen[bytes] | None = None
@@ -106,6 +111,7 @@ class RedisProcess:
                 "--dir", self._dir.name,
                 "--logfile", str(self._log),
                 "--daemonize", "no",
+                *self.args,
             ],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
@@ -138,11 +144,14 @@ class RedisProcess:
 
 
 @contextlib.asynccontextmanager
-async def private_redis() -> AsyncIterator[RedisProcess]:
-    """A started :class:`RedisProcess` on a free port, killed at the end of the block."""
+async def private_redis(*args: str) -> AsyncIterator[RedisProcess]:
+    """A started :class:`RedisProcess` on a free port, killed at the end of the block.
+
+    ``args`` are extra ``redis-server`` arguments, e.g. ``"--maxmemory", "2mb"``.
+    """
     last: RuntimeError | None = None
     for _ in range(3):  # the free port can be taken between probe and bind
-        server = RedisProcess()
+        server = RedisProcess(args=args)
         try:
             await server.start()
         except RuntimeError as exc:
@@ -156,3 +165,19 @@ async def private_redis() -> AsyncIterator[RedisProcess]:
         return
     assert last is not None
     raise last
+
+
+@contextlib.asynccontextmanager
+async def redis_full(client: Any) -> AsyncIterator[None]:
+    """Make the server behind ``client`` full for the block: ``maxmemory`` of 1 byte
+    with ``noeviction``, so it answers writes that add data with an OOM error (reads
+    and deletes still work). Use on private servers only; restored at the end."""
+    policy = await client.config_get("maxmemory-policy")
+    old_policy = next(iter(policy.values()))
+    await client.config_set("maxmemory-policy", "noeviction")
+    await client.config_set("maxmemory", "1")
+    try:
+        yield
+    finally:
+        await client.config_set("maxmemory", "0")
+        await client.config_set("maxmemory-policy", old_policy)

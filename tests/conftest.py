@@ -15,6 +15,11 @@ WARNING: the real backends are flushed before every test: FLUSHDB on the
 database at ``REDIS_URL`` (default ``redis://127.0.0.1:6379/9``) and FLUSHALL
 on every primary of ``REDIS_CLUSTER_URL``. See ``tests/_backends.py``.
 
+``private_server`` -> a :class:`tests._servers.RedisProcess` of its own (a
+                      ``redis-server`` on a free port, killed after the test),
+                      for fault tests: kill it, fill it (``redis_full``), set
+                      ACLs. Skipped without the binary (a failure in CI).
+
 ``@pytest.mark.real_only`` skips a test on the fakeredis backend. A real
 backend that does not answer is skipped, or fails the test when ``CI=true``.
 """
@@ -34,6 +39,7 @@ from tests._backends import (
     make_backend,
     standalone_availability,
 )
+from tests._servers import RedisProcess, private_redis, redis_server_binary
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -73,3 +79,14 @@ async def redis_client(backend: Backend) -> Client:
 async def redis_decoded(backend: Backend) -> Client:
     """A client on ``backend`` with ``decode_responses=True`` (``str`` responses)."""
     return await backend.client(decode_responses=True)
+
+
+@pytest.fixture
+async def private_server() -> AsyncIterator[RedisProcess]:
+    """A ``redis-server`` of this test's own, on a free port (killed after the test)."""
+    if redis_server_binary() is None:
+        if in_ci():
+            pytest.fail("redis-server is required in CI", False)
+        pytest.skip("redis-server is not on PATH")
+    async with private_redis() as process:
+        yield process
