@@ -31,6 +31,7 @@ class CachedFunction(Generic[P, R]):
         fn: Callable[P, Awaitable[R]],
         ttl: float | None,
         key: str | None,
+        shared: bool = False,
     ) -> None:
         if not callable(fn):
             raise TypeError(f"cached() decorates a function, not {type(fn).__name__}")
@@ -39,7 +40,17 @@ class CachedFunction(Generic[P, R]):
         self._cache = cache
         self._fn = fn
         self._ttl = ttl
-        self._key = KeyTemplate(fn, key)
+        if not isinstance(shared, bool):
+            raise TypeError("shared must be a bool")
+        if shared and key is None:
+            raise ValueError(
+                "shared=True needs a key template: without one, keys are made from the "
+                "function's name and are its own"
+            )
+        # The function's own keys start with its qualified name; shared ones are the
+        # template alone, as written (the same key as cache.get("post:1")).
+        scope = None if shared else f"{fn.__module__}.{fn.__qualname__}"
+        self._key = KeyTemplate(fn, key, scope=scope)
         functools.update_wrapper(self, fn)
 
     async def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
@@ -51,7 +62,9 @@ class CachedFunction(Generic[P, R]):
         return await self._cache.delete(self._key(args, kwargs)) > 0
 
     def key_for(self, *args: P.args, **kwargs: P.kwargs) -> str:
-        """The cache key (before namespacing) for these arguments."""
+        """The cache key (before namespacing) for these arguments: pass it to
+        ``cache.write_through`` / ``cache.set`` / ``cache.get`` to reach this
+        function's entry."""
         return self._key(args, kwargs)
 
     def __get__(self, instance: Any, owner: type | None = None) -> Any:

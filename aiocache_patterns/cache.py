@@ -284,24 +284,31 @@ class Cache:
     # -- decorator -------------------------------------------------------------
 
     def cached(
-        self, ttl: Seconds | None = None, key: str | None = None
+        self, ttl: Seconds | None = None, key: str | None = None, *, shared: bool = False
     ) -> Callable[[Callable[P, Awaitable[R]]], CachedFunction[P, R]]:
         """Cache an async function's results, keyed by its arguments.
 
         ``key`` is a :meth:`str.format` template over the function's parameters
         (``"post:{post_id}"``, ``"user:{user.id}"``); without one, the key is the
         function's qualified name and its arguments, which must then be of
-        simple types (str, bytes, int, float, bool, None).
+        simple types (str, bytes, int, float, bool, None). Field values are
+        escaped (``%`` and ``:`` become ``%25`` and ``%3A``), so a value never
+        forms another key.
+
+        A function's keys are its own: they start with its qualified name
+        (``fn.key_for(...)`` tells the key). ``shared=True`` makes the key the
+        template alone, as written: shared with every other function and direct
+        call (``cache.get("post:1")``) that names it.
 
         The wrapper keeps the function's signature and has
-        ``await fn.invalidate(*args, **kwargs)``.
+        ``await fn.invalidate(*args, **kwargs)`` and ``fn.key_for(*args, **kwargs)``.
         """
         from ._cached import CachedFunction
 
         ttl_s = None if ttl is None else self._ttl_arg(ttl)
 
         def decorate(fn: Callable[P, Awaitable[R]]) -> CachedFunction[P, R]:
-            return CachedFunction(self, fn, ttl_s, key)
+            return CachedFunction(self, fn, ttl_s, key, shared)
 
         return decorate
 

@@ -15,6 +15,15 @@ after the namespace's ``{``, and every derived key shares that prefix). Two
 cases would leave the tag empty, which makes Redis hash the whole key and split
 the family across slots: a namespace with braces is refused, and a user key
 starting with ``}`` is stored hashed, like a long one.
+
+A stored key is one of three disjoint forms, so no user key can reach another's
+entry: a key that does not start with ``#`` is stored as it is; one that starts
+with ``#`` is stored with one more ``#`` in front (``#x`` -> ``##x``); a hashed
+key is ``#h:`` and a digest. ``#h:...`` given as a key is stored as ``##h:...``,
+never as the hashed form of some other key.
+
+:func:`quote` escapes an untrusted part of a key you build yourself, the way
+``@cache.cached`` escapes its template's fields.
 """
 
 from __future__ import annotations
@@ -22,14 +31,49 @@ from __future__ import annotations
 import hashlib
 from typing import Final, TypeAlias
 
-__all__ = ["DEFAULT_MAX_KEY_BYTES", "KeyBuilder", "KeyT", "key_bytes"]
+__all__ = ["DEFAULT_MAX_KEY_BYTES", "KeyBuilder", "KeyT", "key_bytes", "quote"]
 
 KeyT: TypeAlias = "str | bytes"
 
 #: User keys longer than this (in bytes, after UTF-8 encoding) are hashed.
 DEFAULT_MAX_KEY_BYTES: Final = 512
 
+#: Stored keys that start with ``#`` are the library's: ``#h:`` + digest for a hashed
+#: key, ``#`` + the user key for a user key that itself starts with ``#``.
 _HASHED_PREFIX: Final = b"#h:"
+_RESERVED: Final = 0x23  # "#"
+_EMPTY_TAG: Final = 0x7D  # "}"
+
+
+def quote(part: object, also: str = "") -> str:
+    """``part`` as a string that cannot contain ``:`` (nor any character of ``also``).
+
+    Percent-encodes ``%``, ``:`` and the characters of ``also`` (their UTF-8
+    bytes, ``%3A`` for ``:``); everything else is kept, so keys stay readable in
+    ``redis-cli``. Use it for an untrusted part of a key you build yourself:
+    ``cache.get(f"post:{quote(slug)}:comments")`` can then never be reached
+    by a slug like ``"x:comments"``. Non-strings are formatted with ``format()``.
+    """
+    text = part if type(part) is str else format(part)
+    for char in ("%", ":", *also):
+        if char in text:
+            return text.translate(_escape_table(also))
+    return text
+
+
+_TABLES: dict[str, dict[int, str]] = {}
+
+
+def _escape_table(also: str) -> dict[int, str]:
+    table = _TABLES.get(also)
+    if table is None:
+        table = {
+            ord(c): "".join(f"%{b:02X}" for b in c.encode("utf-8", "surrogatepass"))
+            for c in ("%", ":", *also)
+        }
+        if len(_TABLES) < 256:
+            _TABLES[also] = table
+    return table
 
 
 def key_bytes(key: object, argname: str = "key") -> bytes:
@@ -80,9 +124,12 @@ class KeyBuilder:
     def key(self, key: object, argname: str = "key") -> bytes:
         """The Redis key for a user key."""
         data = key_bytes(key, argname)
-        if len(data) > self._max or data[0] == 0x7D:
+        first = data[0]
+        if len(data) > self._max or first == _EMPTY_TAG:
             # Too long, or starting with "}" (which would make the hash tag empty).
             data = _HASHED_PREFIX + hashlib.sha256(data).hexdigest().encode("ascii")
+        elif first == _RESERVED:
+            data = b"#" + data  # never the hashed form, nor another escaped key
         return self._prefix + data + b"}"
 
     @staticmethod
