@@ -76,7 +76,7 @@ class EntryIO:
         if raw is None:
             return None
         try:
-            return self.codec.decode(raw)
+            return self.codec.decode(raw, rkey)
         except UndecodableEntry as exc:
             if count:
                 self.counters.decode_errors += 1
@@ -87,7 +87,7 @@ class EntryIO:
         """The value if ``raw`` is a fresh entry, else ``MISS``; counts a hit or a miss."""
         if raw is not None:
             try:
-                value = self.codec.value_if_fresh(raw, self._clock())
+                value = self.codec.value_if_fresh(raw, self._clock(), rkey)
             except UndecodableEntry as exc:
                 self.counters.decode_errors += 1
                 self._warn_undecodable(rkey, exc)

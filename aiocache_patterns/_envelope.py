@@ -8,6 +8,10 @@ Layout (26 bytes of header, then the serializer's bytes)::
 
     0xAC 0x01 | created: f64 | delta: f64 | fresh_until: f64 | payload
 
+With a signing serializer (signed pickle) the payload starts with an
+HMAC-SHA256 over the entry's Redis key, this header and the pickle, so an
+entry copied under another key, or with its times rewritten, is refused.
+
 Times are Unix seconds from the writer's clock. Readers on other machines
 compare them with their own clock, so clock skew shifts early recomputation and
 staleness by the skew; Redis's own TTL still bounds the entry's life.
@@ -18,7 +22,16 @@ from __future__ import annotations
 import struct
 from typing import Final, NamedTuple
 
-__all__ = ["HEADER_SIZE", "MAGIC", "Envelope", "EnvelopeError", "pack", "unpack", "unpack_header"]
+__all__ = [
+    "HEADER_SIZE",
+    "MAGIC",
+    "Envelope",
+    "EnvelopeError",
+    "pack",
+    "pack_header",
+    "unpack",
+    "unpack_header",
+]
 
 MAGIC: Final = b"\xac\x01"
 _HEADER: Final = struct.Struct(">2sddd")
@@ -40,6 +53,11 @@ class Envelope(NamedTuple):
 
 def pack(payload: bytes, *, created: float, delta: float, fresh_until: float) -> bytes:
     return _HEADER.pack(MAGIC, created, delta, fresh_until) + payload
+
+
+def pack_header(*, created: float, delta: float, fresh_until: float) -> bytes:
+    """The header alone; the envelope is the header followed by the payload."""
+    return _HEADER.pack(MAGIC, created, delta, fresh_until)
 
 
 def unpack_header(data: bytes) -> tuple[float, float, float]:

@@ -258,7 +258,7 @@ class Loader:
             if isinstance(exc, Exception) and fallback is not None:
                 return self._serve_fallback(rkey, fallback, exc)  # type: ignore[no-any-return]
             raise
-        data, px = self._io.codec.encode(value, ttl, delta)
+        data, px = self._io.codec.encode(value, ttl, delta, rkey)
         still_valid = self._load_tokens.get(rkey) is load_token  # no invalidation since
         await self._store(rkey, token, data if still_valid else None, px)
         return value
@@ -278,7 +278,7 @@ class Loader:
             if fallback is not None:
                 return self._serve_fallback(rkey, fallback, exc)  # type: ignore[no-any-return]
             raise
-        data, px = self._io.codec.encode(value, ttl, delta)
+        data, px = self._io.codec.encode(value, ttl, delta, rkey)
         if self._load_tokens.get(rkey) is load_token:  # not invalidated while loading
             await self._io.write(rkey, data, px, "store")
         return value

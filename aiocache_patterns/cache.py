@@ -190,7 +190,7 @@ class Cache:
     async def set(self, key: KeyT, value: Any, ttl: Seconds | None = None) -> None:
         """Store ``value`` under ``key`` for ``ttl`` seconds (the cache's default if None)."""
         rkey = self._keys.key(key)
-        data, px = self._io.codec.encode(value, self._ttl_arg(ttl), 0.0)
+        data, px = self._io.codec.encode(value, self._ttl_arg(ttl), 0.0, rkey)
         self._loader.invalidate(rkey)
         await self._io.write(rkey, data, px, "set")
 
@@ -206,7 +206,7 @@ class Cache:
         commands = []
         for key, value in mapping.items():
             rkey = self._keys.key(key, "mapping key")
-            data, px = self._io.codec.encode(value, ttl_s, 0.0)
+            data, px = self._io.codec.encode(value, ttl_s, 0.0, rkey)
             commands.append(("SET", rkey, data, "PX", px))
         for command in commands:
             self._loader.invalidate(command[1])
@@ -257,7 +257,7 @@ class Cache:
         """
         callable_arg(writer, "writer")
         rkey = self._keys.key(key)
-        data, px = self._io.codec.encode(value, self._ttl_arg(ttl), 0.0)
+        data, px = self._io.codec.encode(value, self._ttl_arg(ttl), 0.0, rkey)
         await await_result(writer(value), "writer")
         self._loader.invalidate(rkey)
         await self._io.write(rkey, data, px, "write_through")

@@ -13,6 +13,12 @@ extra). :class:`PickleSerializer` round-trips any picklable object, and is
 never the default: loading a pickle runs code, so every payload is signed with
 HMAC-SHA256 under a secret key and checked in constant time before it is
 unpickled; an unsigned or forged payload is refused.
+
+A serializer may also be a :class:`BoundSerializer`: then ``Cache`` hands it
+the entry's *context* (its Redis key, namespace included, and the envelope's
+header) and it authenticates the payload together with that context.
+:class:`PickleSerializer` is one: a signed entry copied under another key, or
+with its freshness deadline rewritten, is refused like a forged one.
 """
 
 from __future__ import annotations
@@ -21,11 +27,18 @@ import hashlib
 import hmac
 import json
 import pickle
-from typing import Any, Protocol, runtime_checkable
+import struct
+from typing import Any, Final, Protocol, runtime_checkable
 
 from .errors import SerializationError
 
-__all__ = ["JsonSerializer", "MsgpackSerializer", "PickleSerializer", "Serializer"]
+__all__ = [
+    "BoundSerializer",
+    "JsonSerializer",
+    "MsgpackSerializer",
+    "PickleSerializer",
+    "Serializer",
+]
 
 
 @runtime_checkable
@@ -38,6 +51,33 @@ class Serializer(Protocol):
 
     def loads(self, data: bytes) -> Any:
         """Decode bytes made by :meth:`dumps`."""
+        ...
+
+
+@runtime_checkable
+class BoundSerializer(Protocol):
+    """A :class:`Serializer` whose payloads are bound to their context.
+
+    ``context`` is opaque bytes naming where the payload lives (``Cache``
+    passes the entry's Redis key and its envelope header); ``loads_bound``
+    must refuse, with ``SerializationError``, a payload made for any other
+    context.
+    """
+
+    def dumps(self, value: Any) -> bytes:
+        """Encode ``value``, bound to nothing."""
+        ...
+
+    def loads(self, data: bytes) -> Any:
+        """Decode bytes made by :meth:`dumps`."""
+        ...
+
+    def dumps_bound(self, value: Any, context: bytes) -> bytes:
+        """Encode ``value`` for ``context`` only."""
+        ...
+
+    def loads_bound(self, data: bytes, context: bytes) -> Any:
+        """Decode bytes made by :meth:`dumps_bound` for this very ``context``."""
         ...
 
 
@@ -98,7 +138,10 @@ class MsgpackSerializer:
             raise SerializationError(f"stored bytes are not valid msgpack: {exc}") from exc
 
 
-_SIG = hashlib.sha256().digest_size
+_SIG: Final = hashlib.sha256().digest_size
+#: Starts what a bound signature covers, so it never equals an unbound one's input.
+_BOUND_DOMAIN: Final = b"aiocache_patterns/bound-pickle/1\x00"
+_LENGTH: Final = struct.Struct(">Q")
 
 
 class PickleSerializer:
@@ -108,6 +151,10 @@ class PickleSerializer:
     every process that reads or writes the cache, and kept out of the data.
     Payloads are ``signature || pickle``; the signature is checked with
     :func:`hmac.compare_digest` before ``pickle.loads`` ever sees the bytes.
+
+    In a ``Cache`` the signature also covers the entry's context (its Redis
+    key, namespace included, and the envelope header with its creation time
+    and freshness deadline): :meth:`dumps_bound` / :meth:`loads_bound`.
     """
 
     __slots__ = ("_protocol", "_secret")
@@ -123,12 +170,22 @@ class PickleSerializer:
     def _sign(self, payload: bytes) -> bytes:
         return hmac.new(self._secret, payload, hashlib.sha256).digest()
 
-    def dumps(self, value: Any) -> bytes:
-        """``signature || pickle``, signed with HMAC-SHA256 under the secret."""
+    def _sign_bound(self, context: bytes, payload: bytes) -> bytes:
+        mac = hmac.new(self._secret, _BOUND_DOMAIN, hashlib.sha256)
+        mac.update(_LENGTH.pack(len(context)))
+        mac.update(context)
+        mac.update(payload)
+        return mac.digest()
+
+    def _pickle(self, value: Any) -> bytes:
         try:
-            payload = pickle.dumps(value, protocol=self._protocol)
+            return pickle.dumps(value, protocol=self._protocol)
         except Exception as exc:
             raise SerializationError(f"value is not picklable: {exc}") from exc
+
+    def dumps(self, value: Any) -> bytes:
+        """``signature || pickle``, signed with HMAC-SHA256 under the secret."""
+        payload = self._pickle(value)
         return self._sign(payload) + payload
 
     def loads(self, data: bytes) -> Any:
@@ -136,7 +193,27 @@ class PickleSerializer:
         signature, payload = data[:_SIG], data[_SIG:]
         if len(signature) != _SIG or not hmac.compare_digest(signature, self._sign(payload)):
             raise SerializationError("pickle payload has a bad signature; refused")
-        try:
-            return pickle.loads(payload)
-        except Exception as exc:
-            raise SerializationError(f"signed pickle payload failed to load: {exc}") from exc
+        return _unpickle(payload)
+
+    def dumps_bound(self, value: Any, context: bytes) -> bytes:
+        """``signature || pickle``, the signature covering ``context`` too."""
+        payload = self._pickle(value)
+        return self._sign_bound(context, payload) + payload
+
+    def loads_bound(self, data: bytes, context: bytes) -> Any:
+        """Unpickle only if the signature holds for this payload in this ``context``."""
+        signature, payload = data[:_SIG], data[_SIG:]
+        if len(signature) != _SIG or not hmac.compare_digest(
+            signature, self._sign_bound(context, payload)
+        ):
+            raise SerializationError(
+                "pickle payload has a bad signature for this key and header; refused"
+            )
+        return _unpickle(payload)
+
+
+def _unpickle(payload: bytes) -> Any:
+    try:
+        return pickle.loads(payload)
+    except Exception as exc:
+        raise SerializationError(f"signed pickle payload failed to load: {exc}") from exc

@@ -13,6 +13,7 @@ from aiocache_patterns import (
     SerializationError,
     Serializer,
 )
+from aiocache_patterns.serializers import BoundSerializer
 
 JSON_VALUES: list[Any] = [
     None,
@@ -91,3 +92,19 @@ def test_pickle_round_trip_and_forgery() -> None:
 def test_serializers_satisfy_the_protocol() -> None:
     for s in (JsonSerializer(), MsgpackSerializer(), PickleSerializer(b"k" * 32)):
         assert isinstance(s, Serializer)
+
+
+def test_bound_pickle_is_valid_only_in_its_own_context() -> None:
+    s = PickleSerializer(secrets.token_bytes(32))
+    assert isinstance(s, BoundSerializer)
+    assert not isinstance(JsonSerializer(), BoundSerializer)
+    data = s.dumps_bound({"a": 1}, b"ctx-1")
+    assert s.loads_bound(data, b"ctx-1") == {"a": 1}
+    for context in (b"ctx-2", b"ctx-", b"ctx-1\x00", b""):
+        with pytest.raises(SerializationError, match="bad signature"):
+            s.loads_bound(data, context)
+    # Bound and unbound signatures are not interchangeable.
+    with pytest.raises(SerializationError, match="bad signature"):
+        s.loads(data)
+    with pytest.raises(SerializationError, match="bad signature"):
+        s.loads_bound(s.dumps({"a": 1}), b"")
