@@ -10,13 +10,18 @@
 
 A load that an invalidation overtook (``delete``/``set``/``write_through`` of
 the same key while it ran) returns its value to its callers but does not
-store it.
+store it; an invalidation that comes while a store is on its way waits for it,
+so it lands after it.
+
+Every way out after the recompute lock may have been taken gives it back and
+wakes the waiters: a loader error, a value the serializer refuses, a full
+Redis refusing the entry, a cancellation (the give-back then runs on in the
+background, like a store already under way).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import inspect
 import logging
 import time
@@ -25,7 +30,7 @@ from typing import Any, TypeVar
 
 from ._codec import MISS, Entry
 from ._entries import EntryIO
-from .errors import RedisUnavailable
+from .errors import CircuitOpen, RedisOutOfMemory, RedisUnavailable
 from .singleflight import SingleFlight
 from .stampede import RecomputeLock, new_token, xfetch_due
 
@@ -63,7 +68,9 @@ class Loader:
         self._refreshing: set[bytes] = set()
         #: Background refreshes (cancelled on close) and lock releases (awaited on close).
         self.tasks: set[asyncio.Task[Any]] = set()
-        self.cleanups: set[asyncio.Future[None]] = set()
+        self.cleanups: set[asyncio.Future[Any]] = set()
+        #: Stores on their way to Redis, by key: an invalidation waits for them.
+        self._storing: dict[bytes, asyncio.Future[Any]] = {}
         self._closed = False
 
     async def get_or_load(self, rkey: bytes, loader: Callable[[], Awaitable[T]], ttl: float) -> T:
@@ -107,6 +114,17 @@ class Loader:
         self._load_tokens.pop(rkey, None)
         self._flights.forget(rkey)
 
+    async def settled(self, rkeys: list[bytes]) -> None:
+        """Wait until no store of these keys is on its way: what is sent next lands after.
+
+        Bounded by the operation timeout, which bounds those stores too.
+        """
+        storing = self._storing
+        if storing:
+            pending = [storing[k] for k in rkeys if k in storing]
+            if pending:
+                await asyncio.wait(pending, timeout=self._io.timeout)
+
     async def aclose(self) -> None:
         """Cancel background refreshes, give their locks back, start no more."""
         self._closed = True
@@ -140,51 +158,69 @@ class Loader:
     async def _fill_or_wait(
         self, rkey: bytes, loader: Callable[[], Awaitable[T]], ttl: float, load_token: object
     ) -> T:
-        lock = self._lock
-        if lock is None:
+        if self._lock is None:
             return await self._load(rkey, loader, ttl, load_token)
         token = new_token()
         try:
-            acquired, raw, pttl = await lock.try_acquire(rkey, token)
+            acquired, raw, pttl = await self._acquire(rkey, token)
         except RedisUnavailable as exc:
             self._io.redis_failed("get_or_load", exc)
             return await self._call(loader)
-        self._counters.waited += 0 if acquired else 1
-        deadline = time.monotonic() + self._lock_timeout
-        try:
-            async with contextlib.AsyncExitStack() as stack:
-                inbox = None
-                while True:
-                    current = self._io.decode(rkey, raw, count=False)
-                    if current is not None and current.fresh_until > self._io.now():
-                        # Somebody stored it since our GET: no load (and no lock) needed.
-                        if acquired:
-                            await self._store(rkey, token, None, 0)
-                        return current.value  # type: ignore[no-any-return]
-                    if acquired:  # our turn: first, or the loader died or gave up
-                        return await self._load_locked(
-                            rkey, token, loader, ttl, current, load_token
-                        )
-                    if inbox is None:
-                        inbox = await stack.enter_async_context(lock.waiting(rkey, token))
-                    elif (left := deadline - time.monotonic()) <= 0:
-                        break
-                    elif await inbox.wait(lock.wait_time(pttl, left)) is not None:
-                        # The entry was written (or its loader gave up): look.
-                        value = self._io.fresh_value(
-                            rkey, await self._io.read(rkey, "get_or_load")
-                        )
-                        if value is not MISS:
-                            return value  # type: ignore[no-any-return]
-                    acquired, raw, pttl = await lock.try_acquire(rkey, token)
-        except RedisUnavailable as exc:
-            self._io.redis_failed("get_or_load", exc)
-        # Waited long enough (nginx's proxy_cache_lock_timeout): stale if any, else load.
+        value: Any = MISS
+        if not acquired:
+            self._counters.waited += 1
+            try:
+                acquired, raw, value = await self._wait(rkey, token, raw, pttl)
+            except RedisUnavailable as exc:
+                self._io.redis_failed("get_or_load", exc)
+        if value is not MISS:
+            return value  # type: ignore[no-any-return]
         current = self._io.decode(rkey, raw, count=False)
+        if acquired:  # our turn: first, or the loader died or gave up
+            if current is not None and current.fresh_until > self._io.now():
+                # Somebody stored it since our GET: no load (and no lock) needed.
+                await self._finish(rkey, token, None, 0)
+                return current.value  # type: ignore[no-any-return]
+            return await self._load_locked(rkey, token, loader, ttl, current, load_token)
+        # Waited long enough (nginx's proxy_cache_lock_timeout): stale if any, else load.
         if current is not None:
             self._counters.stale_served += 1
             return current.value  # type: ignore[no-any-return]
         return await self._load(rkey, loader, ttl, load_token)
+
+    async def _wait(
+        self, rkey: bytes, token: bytes, raw: bytes | None, pttl: int
+    ) -> tuple[bool, bytes | None, Any]:
+        """Wait for another process's load: ``(lock taken, entry seen last, value or MISS)``.
+
+        A wake-up is only a hint to look: the value returned is one read from
+        Redis, never anything a message says. It comes back with ``MISS`` when
+        the lock was taken (the loader died or gave up) or ``lock_timeout`` ran out.
+        """
+        lock = self._lock
+        assert lock is not None
+        current = self._io.decode(rkey, raw, count=False)
+        if current is not None and current.fresh_until > self._io.now():
+            return False, raw, current.value
+        deadline = time.monotonic() + self._lock_timeout
+        async with lock.waiting(rkey, token) as inbox:
+            while True:
+                # Again now that we are subscribed (a store in between was not heard),
+                # then after every wake-up or wait.
+                acquired, raw, pttl = await self._acquire(rkey, token)
+                if acquired:
+                    return True, raw, MISS
+                current = self._io.decode(rkey, raw, count=False)
+                if current is not None and current.fresh_until > self._io.now():
+                    return False, raw, current.value
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False, raw, MISS
+                if await inbox.wait(lock.wait_time(pttl, left)) is not None:
+                    # The entry was written (or its loader gave up): look.
+                    value = self._io.fresh_value(rkey, await self._io.read(rkey, "get_or_load"))
+                    if value is not MISS:
+                        return False, raw, value
 
     async def _recompute(
         self, rkey: bytes, loader: Callable[[], Awaitable[T]], ttl: float, entry: Entry
@@ -192,12 +228,11 @@ class Loader:
         """Refresh an entry that exists (fresh or stale); never waits for another process."""
         load_token = self._begin_load(rkey)
         try:
-            lock = self._lock
-            if lock is None:
+            if self._lock is None:
                 return await self._load(rkey, loader, ttl, load_token, fallback=entry)
             token = new_token()
             try:
-                acquired, raw, _ = await lock.try_acquire(rkey, token)
+                acquired, raw, _ = await self._acquire(rkey, token)
             except RedisUnavailable as exc:
                 self._io.redis_failed("get_or_load", exc)
                 return await self._call(loader)
@@ -207,7 +242,7 @@ class Loader:
             ):
                 return await self._load_locked(rkey, token, loader, ttl, entry, load_token)
             if acquired:  # somebody refreshed it since our GET: nothing to do
-                await self._store(rkey, token, None, 0)
+                await self._finish(rkey, token, None, 0)
             elif current.fresh_until <= self._io.now():
                 self._counters.stale_served += 1  # another process is refreshing it
             return current.value  # type: ignore[no-any-return]
@@ -251,16 +286,17 @@ class Loader:
             async with self._lock.held(rkey, token):
                 value, delta = await self._timed(loader)
         except BaseException as exc:
-            # Give the lock back and wake the waiters, even if we were cancelled.
-            store = asyncio.ensure_future(self._store(rkey, token, None, 0))
-            self.cleanups.add(store)
-            store.add_done_callback(self.cleanups.discard)
+            await self._give_back(rkey, token, exc)
             if isinstance(exc, Exception) and fallback is not None:
                 return self._serve_fallback(rkey, fallback, exc)  # type: ignore[no-any-return]
             raise
-        data, px = self._io.codec.encode(value, ttl, delta, rkey)
+        try:
+            data, px = self._io.codec.encode(value, ttl, delta, rkey)
+        except BaseException as exc:  # a value the serializer (or the size limit) refuses
+            await self._give_back(rkey, token, exc)
+            raise
         still_valid = self._load_tokens.get(rkey) is load_token  # no invalidation since
-        await self._store(rkey, token, data if still_valid else None, px)
+        await self._finish(rkey, token, data if still_valid else None, px)
         return value
 
     async def _load(
@@ -280,7 +316,8 @@ class Loader:
             raise
         data, px = self._io.codec.encode(value, ttl, delta, rkey)
         if self._load_tokens.get(rkey) is load_token:  # not invalidated while loading
-            await self._io.write(rkey, data, px, "store")
+            store = self.spawn(self._io.write(rkey, data, px, "store"), rkey)
+            await asyncio.shield(store)
         return value
 
     async def _timed(self, loader: Callable[[], Awaitable[T]]) -> tuple[T, float]:
@@ -303,12 +340,61 @@ class Loader:
             self._counters.stale_served += 1
         return fallback.value
 
-    async def _store(self, rkey: bytes, token: bytes, data: bytes | None, px: int) -> None:
+    # -- the recompute lock, whatever happens --------------------------------------------
+
+    async def _acquire(self, rkey: bytes, token: bytes) -> tuple[bool, bytes | None, int]:
+        """Try the recompute lock; if the answer is lost, give back what we may have got."""
         assert self._lock is not None
         try:
-            await self._lock.store(rkey, token, data, px)
+            return await self._lock.try_acquire(rkey, token)
+        except (RedisOutOfMemory, CircuitOpen):
+            raise  # refused, or never sent: nothing was taken
+        except (asyncio.CancelledError, RedisUnavailable):
+            # The script may have run (the lock is ours) with its reply lost to us.
+            self.spawn(self._lock.store(rkey, token, None, 0))
+            raise
+
+    async def _give_back(self, rkey: bytes, token: bytes, exc: BaseException) -> None:
+        """After a failed or cancelled load: release the lock and wake the waiters.
+
+        On an error the release is awaited, so the waiters are on their way by
+        the time the callers see the error; a cancelled caller does not wait.
+        """
+        assert self._lock is not None
+        release = self.spawn(self._lock.store(rkey, token, None, 0))
+        if isinstance(exc, Exception):
+            await asyncio.wait([release])
+
+    async def _finish(self, rkey: bytes, token: bytes, data: bytes | None, px: int) -> None:
+        """Store (or not), release, wake: runs to its end even if the caller is cancelled."""
+        assert self._lock is not None
+        store = self.spawn(self._lock.store(rkey, token, data, px), rkey if data else None)
+        try:
+            await asyncio.shield(store)
         except RedisUnavailable as exc:
             self._io.redis_failed("store", exc)
+
+    def spawn(self, work: Awaitable[Any], storing: bytes | None = None) -> asyncio.Future[Any]:
+        """Run ``work`` in a task of its own, owned by the cache (``aclose`` waits for it).
+
+        ``storing``: the key it writes. It then starts after the previous write of
+        that key in this process ends, and invalidations wait for it (``settled``).
+        """
+        previous = self._storing.get(storing) if storing is not None else None
+        task = asyncio.ensure_future(work if previous is None else _after(previous, work))
+        self.cleanups.add(task)
+        if storing is not None:
+            self._storing[storing] = task
+        task.add_done_callback(lambda done: self._spawned_done(done, storing))
+        return task
+
+    def _spawned_done(self, task: asyncio.Future[Any], storing: bytes | None) -> None:
+        self.cleanups.discard(task)
+        if storing is not None and self._storing.get(storing) is task:
+            del self._storing[storing]
+        if not task.cancelled() and task.exception() is not None:
+            # Its caller saw it (and counted it), or was cancelled and cannot.
+            logger.debug("cache store or lock release failed: %r", task.exception())
 
     def _begin_load(self, rkey: bytes) -> object:
         """Start a load of ``rkey``; an invalidation from now on makes it not store."""
@@ -318,6 +404,11 @@ class Loader:
     def _end_load(self, rkey: bytes, load_token: object) -> None:
         if self._load_tokens.get(rkey) is load_token:
             del self._load_tokens[rkey]
+
+
+async def _after(previous: asyncio.Future[Any], work: Awaitable[T]) -> T:
+    await asyncio.wait([previous])
+    return await work
 
 
 async def await_result(result: Awaitable[T], argname: str) -> T:

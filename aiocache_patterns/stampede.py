@@ -94,7 +94,15 @@ class RecomputeLock:
         return False, entry, int(reply[2])
 
     async def store(self, rkey: bytes, token: bytes, entry: bytes | None, px: int) -> None:
-        """Write ``entry`` (if any), release the lock if still ours, wake the waiters."""
+        """Write ``entry`` (if any), release the lock if still ours, wake the waiters.
+
+        The lock is given back and the waiters woken even when Redis refuses the
+        entry (full: ``RedisOutOfMemory`` is raised after that), and a wake-up
+        that cannot be published (no channel permission) is skipped silently:
+        waiters then find the entry on their own. With ``entry=None`` it only
+        gives the lock back (if still ours), which is safe to call whether or
+        not it was ever taken.
+        """
         await self._executor.script(
             _STORE,
             [rkey, self.lock_key(rkey)],

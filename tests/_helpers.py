@@ -2,11 +2,31 @@
 
 from __future__ import annotations
 
+import asyncio
+import inspect
+import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from tests._backends import all_keys
 
-__all__ = ["all_keys", "populate", "ttls_ms"]
+__all__ = ["all_keys", "populate", "ttls_ms", "until"]
+
+
+async def until(
+    check: Callable[[], Awaitable[Any] | Any], *, within: float = 5.0, every: float = 0.005
+) -> None:
+    """Poll ``check`` (sync or async) until it is true; fail after ``within`` seconds."""
+    deadline = time.monotonic() + within
+    while True:
+        result = check()
+        if inspect.isawaitable(result):
+            result = await result
+        if result:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"still not true after {within}s: {check}")
+        await asyncio.sleep(every)
 
 
 async def ttls_ms(client: Any) -> dict[bytes, int]:
