@@ -7,7 +7,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from ._codec import MISS, Codec, Entry, UndecodableEntry
-from .errors import RedisUnavailable
+from .errors import RedisOutOfMemory, RedisUnavailable
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -70,6 +70,38 @@ class EntryIO:
             await self.executor.command("SET", rkey, data, "PX", px, timeout=self.timeout)
         except RedisUnavailable as exc:
             self.redis_failed(operation, exc)
+
+    async def replace(self, rkey: bytes, data: bytes, px: int, operation: str) -> None:
+        """SET ``rkey``, and never leave its old value readable when Redis is full.
+
+        A full Redis (``RedisOutOfMemory``) refuses the SET but still deletes:
+        the old entry is deleted, so readers load the new value from the source.
+        The failure is counted and logged (raised unless failing open).
+        """
+        try:
+            await self.executor.command("SET", rkey, data, "PX", px, timeout=self.timeout)
+        except RedisOutOfMemory as exc:
+            await self.drop([rkey], operation)
+            self.redis_failed(operation, exc)
+        except RedisUnavailable as exc:
+            self.redis_failed(operation, exc)
+
+    async def drop(self, rkeys: list[bytes], operation: str) -> None:
+        """DEL entries whose new value could not be stored; say so loudly if that fails too."""
+        try:
+            replies = await self.executor.commands([("DEL", k) for k in rkeys], self.timeout)
+            failed = [r for r in replies if isinstance(r, BaseException)]
+        except RedisUnavailable as exc:
+            failed = [exc]
+        if failed:
+            self.counters.errors += 1
+            logger.error(
+                "%s: Redis refused the new value of %d key(s) and could not delete the old "
+                "one (%s); it may be served until its TTL ends",
+                operation,
+                len(rkeys),
+                failed[0],
+            )
 
     def decode(self, rkey: bytes, raw: bytes | None, *, count: bool = True) -> Entry | None:
         """The entry in ``raw``; None if absent or undecodable (counted and logged once)."""

@@ -8,6 +8,7 @@ docs/cache-aside.md for the guarantees and failure modes.
 
 from __future__ import annotations
 
+import asyncio
 import random
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
@@ -20,7 +21,7 @@ from ._executor import executor_for
 from ._loading import Loader, await_result
 from ._notify import notifier_for
 from ._validate import Seconds, callable_arg, milliseconds, positive_int, seconds, seconds_or_none
-from .errors import RedisUnavailable
+from .errors import RedisOutOfMemory, RedisUnavailable
 from .keys import DEFAULT_MAX_KEY_BYTES, KeyBuilder, KeyT
 from .metrics import CacheStats, Counters
 from .serializers import JsonSerializer, Serializer
@@ -188,18 +189,25 @@ class Cache:
     # -- writing -------------------------------------------------------------
 
     async def set(self, key: KeyT, value: Any, ttl: Seconds | None = None) -> None:
-        """Store ``value`` under ``key`` for ``ttl`` seconds (the cache's default if None)."""
+        """Store ``value`` under ``key`` for ``ttl`` seconds (the cache's default if None).
+
+        If Redis refuses the value (full), the old one is deleted instead.
+        """
         rkey = self._keys.key(key)
         data, px = self._io.codec.encode(value, self._ttl_arg(ttl), 0.0, rkey)
         self._loader.invalidate(rkey)
-        await self._io.write(rkey, data, px, "set")
+        await self._loader.settled([rkey])
+        await self._io.replace(rkey, data, px, "set")
 
     async def set_many(
         self,
         mapping: Mapping[str, Any] | Mapping[bytes, Any] | Mapping[KeyT, Any],
         ttl: Seconds | None = None,
     ) -> None:
-        """Store every item in one round trip; nothing is sent if any value fails to encode."""
+        """Store every item in one round trip; nothing is sent if any value fails to encode.
+
+        Values Redis refuses (full) are counted and logged, and their old values deleted.
+        """
         if not isinstance(mapping, Mapping):
             raise TypeError(f"mapping must be a mapping, not {type(mapping).__name__}")
         ttl_s = self._ttl_arg(ttl)
@@ -208,16 +216,27 @@ class Cache:
             rkey = self._keys.key(key, "mapping key")
             data, px = self._io.codec.encode(value, ttl_s, 0.0, rkey)
             commands.append(("SET", rkey, data, "PX", px))
-        for command in commands:
-            self._loader.invalidate(command[1])
+        rkeys = [command[1] for command in commands]
+        for rkey in rkeys:
+            self._loader.invalidate(rkey)
+        await self._loader.settled(rkeys)
         try:
             replies = await self._io.executor.commands(commands, self._io.timeout)
         except RedisUnavailable as exc:
             self._io.redis_failed("set_many", exc)
             return
+        refused = [
+            k for k, r in zip(rkeys, replies, strict=True) if isinstance(r, RedisOutOfMemory)
+        ]
+        if refused:
+            await self._io.drop(refused, "set_many")
         for reply in replies:
-            if isinstance(reply, RedisUnavailable):
-                self._io.redis_failed("set_many", reply)
+            if isinstance(reply, BaseException) and not isinstance(reply, RedisUnavailable):
+                raise reply
+        failures = [r for r in replies if isinstance(r, RedisUnavailable)]
+        if failures:
+            self._counters.errors += len(failures) - 1  # and one more, by redis_failed
+            self._io.redis_failed("set_many", failures[0])
 
     async def delete(self, *keys: KeyT) -> int:
         """Remove keys; return how many existed.
@@ -230,6 +249,7 @@ class Cache:
             self._loader.invalidate(rkey)
         if not rkeys:
             return 0
+        await self._loader.settled(rkeys)
         commands = [("DEL", k) for k in rkeys]
         try:
             replies = await self._io.executor.commands(commands, self._io.timeout)
@@ -253,14 +273,26 @@ class Cache:
 
         The value is encoded first, so a value the cache cannot hold is refused
         before anything is written. If the writer raises, the cache is left as
-        it was and the error propagates.
+        it was and the error propagates. Once the writer has succeeded, the
+        old cached value is never left readable: the new one is stored, or, if
+        Redis refuses it (full), the old one is deleted; the failure is counted
+        and logged, and raised only with ``fail_open=False``. The cache write
+        runs to its end even if the caller is cancelled; a caller cancelled
+        while the writer runs (which may or may not have written) deletes the
+        cached value.
         """
         callable_arg(writer, "writer")
         rkey = self._keys.key(key)
         data, px = self._io.codec.encode(value, self._ttl_arg(ttl), 0.0, rkey)
-        await await_result(writer(value), "writer")
+        try:
+            await await_result(writer(value), "writer")
+        except asyncio.CancelledError:
+            self._loader.invalidate(rkey)
+            self._loader.spawn(self._io.drop([rkey], "write_through"), rkey)
+            raise
         self._loader.invalidate(rkey)
-        await self._io.write(rkey, data, px, "write_through")
+        store = self._loader.spawn(self._io.replace(rkey, data, px, "write_through"), rkey)
+        await asyncio.shield(store)
 
     # -- loading -------------------------------------------------------------
 
