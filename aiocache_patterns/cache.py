@@ -66,10 +66,13 @@ class Cache:
             (and returns the current value at once); also used for XFetch's
             decisions, which then refresh in the background too.
         timeout: deadline of each Redis operation, redis-py retries included.
-        fail_open: on Redis errors, reads become misses and cache writes are
-            skipped (counted and logged); invalidations always raise.
+        fail_open: on Redis errors (down, slow, full), reads become misses and
+            cache writes are skipped (counted and logged; a write Redis refuses
+            because it is full deletes the old value instead); invalidations
+            always raise.
         max_key_bytes: longer keys are stored under their SHA-256.
-        max_value_bytes: serialized values larger than this are refused.
+        max_value_bytes: serialized values larger than this are refused, and
+            stored values larger than this are misses, never decoded.
         clock: wall clock in Unix seconds (injectable for tests).
         random: uniform source in [0, 1) for XFetch (injectable for tests).
     """
