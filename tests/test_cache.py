@@ -298,13 +298,15 @@ async def test_invalidation_during_a_load_is_not_undone(redis: Any) -> None:
     """A load that started before an invalidation must not write its older value after it."""
     cache = Cache(redis, namespace="race")
     gate = asyncio.Event()
+    reading = asyncio.Event()
 
     async def slow_old_read() -> str:
+        reading.set()
         await gate.wait()
         return "old"
 
     task = asyncio.create_task(cache.get_or_load("k", slow_old_read))
-    await asyncio.sleep(0.01)
+    await reading.wait()  # the load has started (a fixed sleep lost the race on a busy machine)
     await cache.write_through("k", "new", _noop_writer)
     gate.set()
     assert await task == "old"  # the caller gets what it loaded...
