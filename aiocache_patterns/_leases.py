@@ -7,7 +7,9 @@ does everything around them:
   subscribes to the wake-up channel and waits to be woken (or for the lease
   ahead to run out, or the fallback poll) before trying again;
 * a cancelled or timed-out acquire gives back any lease it may have been
-  granted and leaves the queue, in the background;
+  granted and leaves the queue, in the background; a cancelled acquire always
+  raises ``CancelledError``, even if a cancellation was swallowed below it
+  (redis-py's ``asyncio.wait_for`` on Python 3.11, CPython gh-86296);
 * release and extend are compare-and-act scripts; a release that has started
   completes even if its caller is cancelled;
 * ``auto_renew`` runs a watchdog; a lost lease sets ``lease.lost`` and, with
@@ -158,6 +160,7 @@ class LeaseHolder:
                 f"this {type(self).__name__} object already holds a lease; use one per holder"
             )
         token = secrets.token_hex(16).encode()
+        cancels = _cancel_requests()
         pending: list[asyncio.Future[Any]] = []
 
         async def attempt(queue: bool) -> tuple[int | None, int]:
@@ -180,6 +183,9 @@ class LeaseHolder:
                 poll_interval=self._poll,
                 timeout=self._timeout,
             )
+            if _cancel_requests() > cancels:
+                # Cancelled, but something below swallowed it: still a cancelled acquire.
+                raise asyncio.CancelledError
         except BaseException:
             _background(self._abandon(token, list(pending)))
             raise
@@ -212,6 +218,7 @@ class LeaseHolder:
         self._lease = None
         self._stop_watchdog()
         keys, args = self._release_args(lease.token)
+        cancels = _cancel_requests()
         try:
             released = await self._run(self._RELEASE, keys, args)
         except asyncio.CancelledError:
@@ -223,6 +230,8 @@ class LeaseHolder:
         if not int(released):
             lease.lost.set()
             raise LockNotOwned(f"the lease on {self._name!r} expired or was taken over")
+        if _cancel_requests() > cancels:
+            raise asyncio.CancelledError  # released; but the caller was cancelled meanwhile
 
     async def extend(self, ttl: Seconds | None = None) -> None:
         """Make the lease end ``ttl`` seconds from now (the ttl given at construction by default).
@@ -233,9 +242,12 @@ class LeaseHolder:
         lease = self._lease
         if lease is None:
             raise LockNotOwned(f"extend() of a {self._KIND} this object does not hold")
+        cancels = _cancel_requests()
         if not await self._extend(lease, ttl_ms):
             lease.lost.set()
             raise LockNotOwned(f"the lease on {self._name!r} expired or was taken over")
+        if _cancel_requests() > cancels:
+            raise asyncio.CancelledError  # extended; but the caller was cancelled meanwhile
 
     # -- async with ----------------------------------------------------------------------
 
@@ -345,3 +357,10 @@ def _background(coro: Coroutine[Any, Any, None]) -> None:
     task = asyncio.get_running_loop().create_task(coro)
     _BACKGROUND.add(task)
     task.add_done_callback(_BACKGROUND.discard)
+
+
+def _cancel_requests() -> int:
+    """Cancellations requested of the current task and not withdrawn (Python 3.11+; else 0)."""
+    task = asyncio.current_task()
+    cancelling = getattr(task, "cancelling", None)
+    return int(cancelling()) if cancelling is not None else 0

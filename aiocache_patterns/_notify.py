@@ -10,6 +10,12 @@ waits on; a channel is subscribed while someone waits on it.
 Notifications are a fast path, never the only path: a waiter always has a
 fallback deadline (the holder's remaining lease, or a short poll), so a lost
 message (a reconnect, a failover) costs at most that delay.
+
+Subscribing runs in a task of the notifier's own, which the waiter awaits: a
+waiter that is cancelled meanwhile always sees its ``CancelledError`` (awaiting
+redis-py's write directly could lose it: redis-py writes under
+``asyncio.wait_for``, which on Python 3.11 may swallow a cancellation,
+CPython gh-86296), and the subscription, shared, carries on.
 """
 
 from __future__ import annotations
@@ -85,6 +91,8 @@ class Notifier:
         self._lock: asyncio.Lock | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._cleanup: set[asyncio.Task[None]] = set()
+        #: Subscriptions being made, by channel (awaited by every waiter on it).
+        self._subscribing: dict[bytes, asyncio.Task[None]] = {}
 
     @property
     def channels(self) -> frozenset[bytes]:
@@ -103,7 +111,16 @@ class Notifier:
         self._waiters.setdefault(channel, {})[token] = inbox
         try:
             if channel not in self._subscribed:
-                await self._subscribe(channel, timeout)
+                subscribing = self._subscribing.get(channel)
+                if subscribing is None:
+                    subscribing = asyncio.get_running_loop().create_task(
+                        self._subscribe(channel, timeout)
+                    )
+                    self._subscribing[channel] = subscribing
+                    subscribing.add_done_callback(self._subscribed_callback(channel))
+                # Shielded: cancelling this waiter raises here, always; the subscription
+                # (shared with the other waiters on the channel) carries on.
+                await asyncio.shield(subscribing)
             yield inbox
         finally:
             waiters = self._waiters.get(channel)
@@ -123,6 +140,16 @@ class Notifier:
             self._subscribed = set()
             self._waiters = {}
             self._cleanup = set()
+            self._subscribing = {}
+
+    def _subscribed_callback(self, channel: bytes) -> Any:
+        def done(task: asyncio.Task[None]) -> None:
+            if self._subscribing.get(channel) is task:
+                del self._subscribing[channel]
+            if not task.cancelled():
+                task.exception()  # retrieved: the waiters that still wait get it raised
+
+        return done
 
     async def _subscribe(self, channel: bytes, timeout: float) -> None:
         assert self._lock is not None
