@@ -9,7 +9,9 @@ waits on; a channel is subscribed while someone waits on it.
 
 Notifications are a fast path, never the only path: a waiter always has a
 fallback deadline (the holder's remaining lease, or a short poll), so a lost
-message (a reconnect, a failover) costs at most that delay.
+message (a reconnect, a failover) costs at most that delay. They are hints,
+never proof: anyone who can PUBLISH can send one, so a waiter that is woken
+goes and looks in Redis.
 
 Subscribing runs in a task of the notifier's own, which the waiter awaits: a
 waiter that is cancelled meanwhile always sees its ``CancelledError`` (awaiting

@@ -1,12 +1,17 @@
 """The wait loop shared by Lock and Semaphore: try, subscribe, wait to be woken.
 
 ``attempt(queue)`` runs the acquire script once and answers
-``(fencing_token, pttl_ms)``: a fencing token when it took the lease, else
-``None`` and how long the lease it waits behind has left (negative if
-unknown). Between tries a waiter sleeps until it is woken by name, the lease
-it waits behind runs out, or the fallback poll interval passes, whichever is
-first. A wake-up may carry a fencing token: the releaser handed the lease
-straight to this waiter, and no further round trip is needed.
+``(fencing_token, pttl_ms)``: a fencing token when the caller holds the lease
+(taken now, or handed over by a releaser), else ``None`` and how long the
+lease it waits behind has left (negative if unknown). Between tries a waiter
+sleeps until it is woken by name, the lease it waits behind runs out, or the
+fallback poll interval passes, whichever is first.
+
+A wake-up message is only ever a hint to try again: whatever it says (anyone
+may PUBLISH to the channel), a waiter returns only once ``attempt`` has
+confirmed from Redis, atomically, that the lease is its own, and with the
+fencing token Redis issued. A forged message costs one round trip, never
+exclusion.
 """
 
 from __future__ import annotations
@@ -30,16 +35,15 @@ async def wait_for_turn(
     blocking_timeout: float | None,
     poll_interval: float,
     timeout: float,
-) -> tuple[int | None, bool]:
-    """Run ``attempt`` until it succeeds: ``(fencing token or None if time ran out,
-    whether the lease was handed over by a releaser rather than taken)``.
+) -> int | None:
+    """Run ``attempt`` until it succeeds: the fencing token, or None if time ran out.
 
     ``attempt(queue)`` must join the fair queue when ``queue`` is true;
     ``timeout`` bounds subscribing to the wake-ups, like any Redis operation.
     """
     fence, pttl = await attempt(blocking_timeout != 0)
     if fence is not None or blocking_timeout == 0:
-        return fence, False
+        return fence
     deadline = None if blocking_timeout is None else time.monotonic() + blocking_timeout
     async with notifier.waiting(channel, token, timeout) as inbox:
         # Try again now that we are subscribed: a release in between was not heard.
@@ -51,10 +55,8 @@ async def wait_for_turn(
             if deadline is not None:
                 left = deadline - time.monotonic()
                 if left <= 0:
-                    return None, False
+                    return None
                 wait = min(wait, left)
-            payload = await inbox.wait(wait)
-            if payload:
-                return int(payload), True  # handed over by the releaser
+            await inbox.wait(wait)  # woken (a hint), or the wait ran out: ask Redis
             fence, pttl = await attempt(True)
-        return fence, False
+        return fence
