@@ -257,6 +257,7 @@ class LeaseHolder:
         except RedisUnavailable:
             self._lease = lease  # it may well still be held: do not forget it
             raise
+        self._after_release(reply)
         if not int(reply[0]):
             lease.lost.set()
             raise LockNotOwned(f"the lease on {self._name!r} expired or was taken over")
@@ -340,11 +341,16 @@ class LeaseHolder:
 
     async def _release_quietly(self, token: bytes) -> None:
         try:
-            await self._run(self._RELEASE, *self._release_args(token))
+            self._after_release(await self._run(self._RELEASE, *self._release_args(token)))
         except CachePatternsError as exc:
             # Nothing is left behind for long: a queued place ends with the waiter's
             # deadline, a handed-over lease with its short hand-off lease.
             logger.debug("leaving the queue of %r failed: %s", self._name, exc)
+
+    def _after_release(self, reply: Any) -> None:
+        """``{released, woken[, waiter, fencing token]}`` from a release script."""
+        if not int(reply[1]):
+            self._notifier.publish_refused(self._channel)
 
     async def _renew(self, lease: Lease) -> None:
         interval = self._ttl / 3

@@ -18,6 +18,12 @@ waiter that is cancelled meanwhile always sees its ``CancelledError`` (awaiting
 redis-py's write directly could lose it: redis-py writes under
 ``asyncio.wait_for``, which on Python 3.11 may swallow a cancellation,
 CPython gh-86296), and the subscription, shared, carries on.
+
+Without channel permissions (Redis 7 ACL users get none by default), SUBSCRIBE
+and the scripts' PUBLISH are refused: the notifier logs one warning naming the
+permission to grant (``&<namespace>:*`` or ``allchannels``), and waiters on
+those channels poll (every ``poll_interval``) instead of subscribing, trying
+again every :data:`DENIED_RETRY` seconds.
 """
 
 from __future__ import annotations
@@ -25,14 +31,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 import weakref
+from collections import deque
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, Final
+
+from redis.exceptions import NoPermissionError
 
 from ._executor import executor_for
 from .errors import RedisUnavailable
 
-__all__ = ["Inbox", "Notifier", "notifier_for"]
+__all__ = ["DENIED_RETRY", "Inbox", "Notifier", "channel_pattern", "notifier_for"]
 
 logger = logging.getLogger("aiocache_patterns.notify")
 
@@ -40,6 +50,10 @@ _ANYONE = b""
 
 #: Unsubscribing and closing a pub/sub connection never take longer than this.
 _CLEANUP_TIMEOUT = 1.0
+
+#: After Redis refused a channel (no ACL permission), waiters on channels of the same
+#: pattern poll instead of subscribing for this long (seconds), then try again.
+DENIED_RETRY: Final = 60.0
 
 
 class Inbox:
@@ -95,6 +109,12 @@ class Notifier:
         self._cleanup: set[asyncio.Task[None]] = set()
         #: Subscriptions being made, by channel (awaited by every waiter on it).
         self._subscribing: dict[bytes, asyncio.Task[None]] = {}
+        #: Channels whose SUBSCRIBE awaits Redis's confirmation, in the order sent.
+        self._unconfirmed: deque[bytes] = deque()
+        #: Channel patterns Redis refused (no ACL permission): until when to poll instead.
+        self._denied: dict[bytes, float] = {}
+        #: Patterns already warned about (one warning each, for the notifier's life).
+        self._warned: set[bytes] = set()
 
     @property
     def channels(self) -> frozenset[bytes]:
@@ -112,7 +132,7 @@ class Notifier:
         inbox = Inbox()
         self._waiters.setdefault(channel, {})[token] = inbox
         try:
-            if channel not in self._subscribed:
+            if channel not in self._subscribed and not self._is_denied(channel):
                 subscribing = self._subscribing.get(channel)
                 if subscribing is None:
                     subscribing = asyncio.get_running_loop().create_task(
@@ -143,6 +163,7 @@ class Notifier:
             self._waiters = {}
             self._cleanup = set()
             self._subscribing = {}
+            self._unconfirmed = deque()
 
     def _subscribed_callback(self, channel: bytes) -> Any:
         def done(task: asyncio.Task[None]) -> None:
@@ -161,6 +182,7 @@ class Notifier:
             if self._pubsub is None:
                 self._pubsub = self._client.pubsub()
             try:
+                self._unconfirmed.append(channel)
                 await self._executor.guarded(self._pubsub.subscribe(channel), timeout)
             except BaseException as exc:
                 # The connection is in an unknown state: drop it and every subscription
@@ -208,6 +230,7 @@ class Notifier:
         pubsub, self._pubsub = self._pubsub, None
         reader, self._reader = self._reader, None
         self._subscribed = set()
+        self._unconfirmed.clear()
         if reader is not None:
             reader.cancel()
         if pubsub is not None:
@@ -220,14 +243,67 @@ class Notifier:
         while pubsub is not None and pubsub is self._pubsub:
             try:
                 async for message in pubsub.listen():
-                    if message.get("type") == "message":
+                    kind = message.get("type")
+                    if kind == "message":
                         self._dispatch(_as_bytes(message["channel"]), _as_bytes(message["data"]))
+                    elif kind == "subscribe":
+                        self._confirmed(_as_bytes(message["channel"]))
             except asyncio.CancelledError:
                 raise
+            except NoPermissionError:
+                # The reply to the oldest SUBSCRIBE not yet confirmed (replies come in order).
+                if self._unconfirmed:
+                    self._refused(self._unconfirmed.popleft())
+                continue  # the connection is fine: read on at once
             except Exception as exc:  # connection trouble: waiters fall back to polling
+                self._unconfirmed.clear()
                 logger.debug("pub/sub read failed (%s); retrying", exc)
             # listen() ends when nothing is subscribed (or after an error): look again soon.
             await asyncio.sleep(0.1)
+
+    def _confirmed(self, channel: bytes) -> None:
+        with contextlib.suppress(ValueError):
+            self._unconfirmed.remove(channel)
+
+    def _refused(self, channel: bytes) -> None:
+        """Redis refused to subscribe to ``channel``: no ACL permission for it."""
+        self._subscribed.discard(channel)
+        self._deny(channel, "SUBSCRIBE")
+
+    def publish_refused(self, channel: bytes) -> None:
+        """A script could not PUBLISH a wake-up on ``channel``: no ACL permission for it.
+
+        Logs one warning per channel pattern, and waiters on such channels poll
+        instead of subscribing for a while.
+        """
+        self._deny(channel, "PUBLISH")
+
+    def _deny(self, channel: bytes, command: str) -> None:
+        pattern = channel_pattern(channel)
+        self._denied[pattern] = time.monotonic() + DENIED_RETRY
+        if pattern in self._warned:
+            return
+        self._warned.add(pattern)
+        logger.warning(
+            "Redis refused %s on the wake-up channel %r: the Redis user has no permission "
+            "for it (Redis 7 ACL users get no channels by default). Waiters fall back to "
+            "polling every poll_interval. Grant the channels with "
+            "ACL SETUSER <user> '&%s' (or allchannels).",
+            command,
+            channel[:200],
+            pattern.decode("utf-8", "backslashreplace"),
+        )
+
+    def _is_denied(self, channel: bytes) -> bool:
+        if not self._denied:
+            return False
+        until = self._denied.get(channel_pattern(channel))
+        if until is None:
+            return False
+        if time.monotonic() < until:
+            return True
+        del self._denied[channel_pattern(channel)]  # time to try again
+        return False
 
     def _dispatch(self, channel: bytes, data: bytes) -> None:
         waiters = self._waiters.get(channel)
@@ -251,6 +327,16 @@ class Notifier:
 async def _close_quietly(pubsub: Any) -> None:
     with contextlib.suppress(Exception):
         await asyncio.wait_for(pubsub.aclose(), _CLEANUP_TIMEOUT)
+
+
+def channel_pattern(channel: bytes) -> bytes:
+    """The ACL channel pattern that covers ``channel``: its namespace, then ``*``.
+
+    Channels are ``<namespace>:{<name>}:<suffix>``; ``lock:{invoice:42}:wake``
+    gives ``lock:*``.
+    """
+    cut = channel.find(b":{")
+    return channel[: cut + 1] + b"*" if cut > 0 else channel
 
 
 def _as_bytes(value: Any) -> bytes:

@@ -5,11 +5,15 @@
   lease handed over is still confirmed.
 * A release Redis cannot be asked to do (stalled): the object keeps the lease,
   and ``release()`` can be called again.
+* A Redis 7 ACL user without channel permissions: releases that took effect
+  report success, waiters fall back to polling, and one warning names the
+  permission to grant.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -110,3 +114,42 @@ async def test_a_release_that_could_not_reach_redis_keeps_the_lease(
         finally:
             proxy.resume()
             await client.aclose()
+
+
+@pytest.fixture
+async def no_channels(private_server: RedisProcess) -> AsyncIterator[aioredis.Redis]:
+    """A client logged in as an ACL user with every command and key, and no channels."""
+    admin = aioredis.Redis(port=private_server.port)
+    # ACL SETUSER u on >pw ~* +@all resetchannels
+    await admin.acl_setuser(
+        "u", enabled=True, passwords=["+pw"], keys=["*"], categories=["+@all"], reset_channels=True
+    )
+    await admin.aclose()
+    user = aioredis.Redis(port=private_server.port, username="u", password="pw")
+    yield user
+    await user.aclose()
+
+
+@pytest.mark.parametrize("kind", ["lock", "semaphore"])
+async def test_without_channel_permissions_releases_succeed_and_waiters_poll(
+    no_channels: aioredis.Redis, kind: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="aiocache_patterns")
+    for _ in range(3):
+        holder = _make(kind, no_channels)
+        assert await holder.acquire()
+        waiters = [_make(kind, no_channels, blocking_timeout=5, poll_interval=0.05)]
+        waiters.append(_make(kind, no_channels, blocking_timeout=5, poll_interval=0.05))
+        tasks = [asyncio.create_task(w.acquire()) for w in waiters]
+        await _queued(no_channels, kind)
+        await holder.release()  # took effect: no error, although no wake-up could be sent
+        assert holder.lease is None
+        for waiter, task in zip(waiters, tasks, strict=True):
+            assert await asyncio.wait_for(task, 5)  # the poll got it
+            await waiter.release()  # handed over or not: reports success
+    assert await no_channels.exists(b"lock:{job}") == 0
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1, [r.getMessage() for r in warnings]
+    message = warnings[0].getMessage()
+    assert f"&{kind}:*" in message
+    assert "allchannels" in message
