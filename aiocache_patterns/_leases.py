@@ -23,6 +23,7 @@ does everything around them:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import secrets
 import time
@@ -32,7 +33,7 @@ from types import TracebackType
 from typing import Any, Final
 
 from ._executor import executor_for
-from ._notify import notifier_for
+from ._notify import hand_over_locally, notifier_for, releasing
 from ._scripts import Script, load_script
 from ._validate import Seconds, milliseconds, seconds, seconds_or_none
 from ._waiting import wait_for_turn
@@ -98,6 +99,8 @@ class LeaseHolder:
     _RELEASE: Script
     _EXTEND: Script
     _KIND = "lock"
+    #: Whether a release hands the lease straight to a waiter (Lock) or only wakes it.
+    _HANDS_OVER = True
 
     def __init__(
         self,
@@ -200,7 +203,7 @@ class LeaseHolder:
             return None, int(reply[1])
 
         try:
-            fence = await wait_for_turn(
+            fence, handed_ms = await wait_for_turn(
                 attempt,
                 notifier=self._notifier,
                 channel=self._channel,
@@ -225,8 +228,14 @@ class LeaseHolder:
             return False
         lease = self._lease = Lease(self._name, fence, token=token)
         self._cancelled_for_loss = False
+        # Handed over in this process (no confirming round trip), the lease is still
+        # the releaser's short hand-off lease: stretch it to the full ttl a third of
+        # the way in, unless it is released first (the usual case: no round trip).
+        short_ms = handed_ms if 0 < handed_ms < self._ttl_ms else 0
         if self._auto_renew:
-            self._watchdog = asyncio.get_running_loop().create_task(self._renew(lease))
+            self._watchdog = asyncio.get_running_loop().create_task(self._renew(lease, short_ms))
+        elif short_ms:
+            self._watchdog = asyncio.get_running_loop().create_task(self._stretch(lease, short_ms))
         return True
 
     async def release(self) -> None:
@@ -247,7 +256,9 @@ class LeaseHolder:
         keys, args = self._release_args(lease.token)
         cancels = _cancel_requests()
         try:
-            reply = await self._run(self._RELEASE, keys, args)
+            with self._releasing():
+                reply = await self._run(self._RELEASE, keys, args)
+                self._after_release(reply)
         except asyncio.CancelledError:
             # Cancelled mid-flight: the script ran or it did not. Release again in the
             # background; if the first one ran, this one finds the lease gone and
@@ -257,7 +268,6 @@ class LeaseHolder:
         except RedisUnavailable:
             self._lease = lease  # it may well still be held: do not forget it
             raise
-        self._after_release(reply)
         if not int(reply[0]):
             lease.lost.set()
             raise LockNotOwned(f"the lease on {self._name!r} expired or was taken over")
@@ -341,22 +351,55 @@ class LeaseHolder:
 
     async def _release_quietly(self, token: bytes) -> None:
         try:
-            self._after_release(await self._run(self._RELEASE, *self._release_args(token)))
+            with self._releasing():
+                self._after_release(await self._run(self._RELEASE, *self._release_args(token)))
         except CachePatternsError as exc:
             # Nothing is left behind for long: a queued place ends with the waiter's
             # deadline, a handed-over lease with its short hand-off lease.
             logger.debug("leaving the queue of %r failed: %s", self._name, exc)
 
+    def _releasing(self) -> contextlib.AbstractContextManager[None]:
+        """Around a release whose reply may hand the lease to a waiter of this process."""
+        return releasing(self._channel) if self._HANDS_OVER else contextlib.nullcontext()
+
     def _after_release(self, reply: Any) -> None:
         """``{released, woken[, waiter, fencing token]}`` from a release script."""
         if not int(reply[1]):
             self._notifier.publish_refused(self._channel)
+        if len(reply) > 3:  # Redis handed the lock to this waiter: tell it, if it is ours
+            waiter = reply[2]
+            waiter = waiter.encode() if isinstance(waiter, str) else waiter
+            hand_over_locally(waiter, int(reply[3]), self._handoff_ms)
 
-    async def _renew(self, lease: Lease) -> None:
+    async def _stretch(self, lease: Lease, short_ms: int) -> None:
+        third = short_ms / 3000
+        await asyncio.sleep(third)
+        try:
+            if not await self._extend(lease, self._ttl_ms):
+                lease.lost.set()
+            return
+        except CachePatternsError as exc:
+            logger.warning("extending the handed-over lease on %r failed: %s", self._name, exc)
+        # It could not be stretched: it ends with its short hand-off lease, unless a
+        # last try gets through before then.
+        await asyncio.sleep(third)
+        try:
+            if await self._extend(lease, self._ttl_ms):
+                return
+        except CachePatternsError:
+            pass
+        lease.lost.set()
+
+    async def _renew(self, lease: Lease, short_ms: int) -> None:
+        """Renew every third of the ttl; a lease that starts short (``short_ms``,
+        handed over) first a third of the way into that."""
         interval = self._ttl / 3
-        good_until = time.monotonic() + self._ttl - 0.05  # conservative
+        lease_ms = short_ms or self._ttl_ms
+        good_until = time.monotonic() + lease_ms / 1000 - 0.05  # conservative
+        first = bool(short_ms)
         while True:
-            await asyncio.sleep(interval)
+            await asyncio.sleep(min(interval, short_ms / 3000) if first else interval)
+            first = False
             started = time.monotonic()
             try:
                 renewed = await self._extend(lease, self._ttl_ms)

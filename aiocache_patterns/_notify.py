@@ -34,7 +34,7 @@ import logging
 import time
 import weakref
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any, Final
 
 from redis.exceptions import NoPermissionError
@@ -42,7 +42,16 @@ from redis.exceptions import NoPermissionError
 from ._executor import executor_for
 from .errors import RedisUnavailable
 
-__all__ = ["DENIED_RETRY", "Inbox", "Notifier", "channel_pattern", "notifier_for"]
+__all__ = [
+    "DENIED_RETRY",
+    "Inbox",
+    "Notifier",
+    "channel_pattern",
+    "hand_over_locally",
+    "local_releases",
+    "notifier_for",
+    "releasing",
+]
 
 logger = logging.getLogger("aiocache_patterns.notify")
 
@@ -58,13 +67,22 @@ DENIED_RETRY: Final = 60.0
 
 class Inbox:
     """Where one waiter's wake-ups arrive. A wake-up that comes while nobody
-    waits is kept for the next :meth:`wait`, never lost."""
+    waits is kept for the next :meth:`wait`, never lost.
 
-    __slots__ = ("_future", "_pending")
+    ``granted`` is set only by :func:`hand_over_locally`: a lock handed to this
+    waiter, as the release script's own reply told a releaser in this process:
+    ``(fencing token, ms of the hand-off lease it was given)``.
+    """
+
+    __slots__ = ("_future", "_loop", "_pending", "granted")
 
     def __init__(self) -> None:
         self._future: asyncio.Future[bytes | None] | None = None
         self._pending: bytes | None = None
+        self._loop = asyncio.get_running_loop()
+        #: A lock handed to this waiter (Redis's reply to the releaser): its fencing
+        #: token and its lease in ms.
+        self.granted: tuple[int, int] | None = None
 
     def deliver(self, payload: bytes) -> None:
         future = self._future
@@ -131,6 +149,7 @@ class Notifier:
         self._bind()
         inbox = Inbox()
         self._waiters.setdefault(channel, {})[token] = inbox
+        _LOCAL[token] = inbox
         try:
             if channel not in self._subscribed and not self._is_denied(channel):
                 subscribing = self._subscribing.get(channel)
@@ -145,6 +164,8 @@ class Notifier:
                 await asyncio.shield(subscribing)
             yield inbox
         finally:
+            if _LOCAL.get(token) is inbox:
+                del _LOCAL[token]
             waiters = self._waiters.get(channel)
             if waiters is not None:
                 waiters.pop(token, None)
@@ -344,6 +365,69 @@ def _as_bytes(value: Any) -> bytes:
 
 
 _NOTIFIERS: weakref.WeakKeyDictionary[Any, Notifier] = weakref.WeakKeyDictionary()
+
+#: Every waiter of this process, by token (tokens are random: one waiter each).
+_LOCAL: dict[bytes, Inbox] = {}
+
+
+class _Releases:
+    """Release scripts in flight in this process on one channel."""
+
+    __slots__ = ("count", "done")
+
+    def __init__(self, done: asyncio.Future[None]) -> None:
+        self.count = 0
+        self.done = done
+
+
+#: Releases in flight in this process, by wake-up channel. Their replies may hand a
+#: lock to a waiter here: a waiter woken on such a channel waits for them first.
+_RELEASING: dict[bytes, _Releases] = {}
+
+
+@contextlib.contextmanager
+def releasing(channel: bytes) -> Iterator[None]:
+    """Around a release script and the handling of its reply (which may call
+    :func:`hand_over_locally`)."""
+    releases = _RELEASING.get(channel)
+    if releases is None:
+        releases = _RELEASING[channel] = _Releases(asyncio.get_running_loop().create_future())
+    releases.count += 1
+    try:
+        yield
+    finally:
+        releases.count -= 1
+        if releases.count == 0:
+            if _RELEASING.get(channel) is releases:
+                del _RELEASING[channel]
+            if not releases.done.done():
+                releases.done.set_result(None)
+
+
+async def local_releases(channel: bytes, timeout: float) -> None:
+    """Wait (at most ``timeout``) for the releases of ``channel`` in flight in this
+    process: a waiter woken on the channel may be about to be handed the lock by
+    one, which costs it no round trip, where asking Redis costs one."""
+    releases = _RELEASING.get(channel)
+    if releases is not None and releases.done.get_loop() is asyncio.get_running_loop():
+        await asyncio.wait([releases.done], timeout=timeout)
+
+
+def hand_over_locally(token: bytes, fence: int, lease_ms: int) -> bool:
+    """Tell the waiter ``token``, if it waits in this process (and loop), that Redis
+    handed it a lock with ``fence`` and a lease of ``lease_ms``: what the release
+    script replied to a releaser here, so the waiter needs no round trip to learn
+    it. True if it was told.
+
+    Only ever call it with a release script's reply: a wake-up message is a hint,
+    this is Redis's word.
+    """
+    inbox = _LOCAL.get(token)
+    if inbox is None or inbox._loop is not asyncio.get_running_loop():
+        return False
+    inbox.granted = (fence, lease_ms)
+    inbox.deliver(b"")
+    return True
 
 
 def notifier_for(client: Any) -> Notifier:

@@ -11,7 +11,12 @@ A wake-up message is only ever a hint to try again: whatever it says (anyone
 may PUBLISH to the channel), a waiter returns only once ``attempt`` has
 confirmed from Redis, atomically, that the lease is its own, and with the
 fencing token Redis issued. A forged message costs one round trip, never
-exclusion.
+exclusion. The one exception is not a message: a lock handed over by a
+releaser in this same process, which the release script's reply names with
+its fencing token (``inbox.granted``, see ``_notify.hand_over_locally``);
+that is Redis's own word, so the waiter takes it without a round trip. A
+waiter woken while a release of its lock is in flight in this process waits
+for that release's reply before asking Redis.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from __future__ import annotations
 import time
 from collections.abc import Awaitable, Callable
 
-from ._notify import Notifier
+from ._notify import Notifier, local_releases
 
 __all__ = ["wait_for_turn"]
 
@@ -35,15 +40,17 @@ async def wait_for_turn(
     blocking_timeout: float | None,
     poll_interval: float,
     timeout: float,
-) -> int | None:
-    """Run ``attempt`` until it succeeds: the fencing token, or None if time ran out.
+) -> tuple[int | None, int]:
+    """Run ``attempt`` until it succeeds: ``(fencing token or None if time ran out,
+    lease in ms)``. The lease is 0 when the acquire script confirmed it (it is the
+    full ttl then), else the short lease a releaser in this process handed over.
 
     ``attempt(queue)`` must join the fair queue when ``queue`` is true;
     ``timeout`` bounds subscribing to the wake-ups, like any Redis operation.
     """
     fence, pttl = await attempt(blocking_timeout != 0)
     if fence is not None or blocking_timeout == 0:
-        return fence
+        return fence, 0
     deadline = None if blocking_timeout is None else time.monotonic() + blocking_timeout
     async with notifier.waiting(channel, token, timeout) as inbox:
         # Try again now that we are subscribed: a release in between was not heard.
@@ -55,8 +62,11 @@ async def wait_for_turn(
             if deadline is not None:
                 left = deadline - time.monotonic()
                 if left <= 0:
-                    return None
+                    return None, 0
                 wait = min(wait, left)
-            await inbox.wait(wait)  # woken (a hint), or the wait ran out: ask Redis
-            fence, pttl = await attempt(True)
-        return fence
+            if await inbox.wait(wait) is not None and inbox.granted is None:
+                await local_releases(channel, timeout)
+            if inbox.granted is not None:
+                return inbox.granted  # the release script's reply, relayed here
+            fence, pttl = await attempt(True)  # woken by a hint, or the wait ran out: ask
+        return fence, 0

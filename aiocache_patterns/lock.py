@@ -7,9 +7,10 @@
 * Waiters queue in arrival order. A release hands the lock straight to the
   first live waiter and wakes it over pub/sub; the waiter confirms from Redis
   that the lock is its own (a message is only a hint: anyone can publish), so
-  a hand-off costs the release, one message and one round trip. A lost
-  message costs at most ``poll_interval``, and a lease that expires lets the
-  next waiter in when it expires.
+  a hand-off costs the release, one message and one round trip; a waiter in
+  the releaser's own process learns it from the release script's reply, with
+  no round trip of its own. A lost message costs at most ``poll_interval``,
+  and a lease that expires lets the next waiter in when it expires.
 * ``auto_renew`` keeps the lease alive while held; if renewal fails the holder
   finds out (``lease.lost``), and with ``cancel_on_loss`` the protected block
   is cancelled with :class:`~aiocache_patterns.errors.LockLost`.
@@ -84,7 +85,8 @@ class Lock(LeaseHolder):
             poll_interval=poll_interval,
         )
         # A lock handed to a waiter starts with this lease, stretched to ttl when the
-        # waiter confirms: a waiter that died meanwhile blocks the others this long at most.
+        # waiter confirms (or, handed over in this process, a third of the way in): a
+        # waiter that died meanwhile blocks the others this long at most.
         self._handoff_ms = min(self._ttl_ms, self._waiter_lease_ms)
 
     async def locked(self) -> bool:

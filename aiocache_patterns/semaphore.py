@@ -36,6 +36,7 @@ class Semaphore(LeaseHolder):
     _EXTEND = lease_script("semaphore_extend")
     _HOLDERS = load_script("semaphore_holders")
     _KIND = "semaphore"
+    _HANDS_OVER = False
 
     def __init__(
         self,
