@@ -34,7 +34,7 @@ import logging
 import time
 import weakref
 from collections import deque
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any, Final
 
 from redis.exceptions import NoPermissionError
@@ -150,6 +150,7 @@ class Notifier:
         inbox = Inbox()
         self._waiters.setdefault(channel, {})[token] = inbox
         _LOCAL[token] = inbox
+        _WAITED_ON[channel] = _WAITED_ON.get(channel, 0) + 1
         try:
             if channel not in self._subscribed and not self._is_denied(channel):
                 subscribing = self._subscribing.get(channel)
@@ -166,6 +167,11 @@ class Notifier:
         finally:
             if _LOCAL.get(token) is inbox:
                 del _LOCAL[token]
+            left = _WAITED_ON.get(channel, 1) - 1
+            if left > 0:
+                _WAITED_ON[channel] = left
+            else:
+                _WAITED_ON.pop(channel, None)
             waiters = self._waiters.get(channel)
             if waiters is not None:
                 waiters.pop(token, None)
@@ -384,24 +390,42 @@ class _Releases:
 #: lock to a waiter here: a waiter woken on such a channel waits for them first.
 _RELEASING: dict[bytes, _Releases] = {}
 
+#: Waiters of this process, by channel (how many).
+_WAITED_ON: dict[bytes, int] = {}
 
-@contextlib.contextmanager
-def releasing(channel: bytes) -> Iterator[None]:
-    """Around a release script and the handling of its reply (which may call
-    :func:`hand_over_locally`)."""
-    releases = _RELEASING.get(channel)
-    if releases is None:
-        releases = _RELEASING[channel] = _Releases(asyncio.get_running_loop().create_future())
-    releases.count += 1
-    try:
-        yield
-    finally:
+_NOT_WAITED_ON: Final = contextlib.nullcontext()
+
+
+class _Releasing:
+    __slots__ = ("_channel", "_releases")
+
+    def __init__(self, channel: bytes) -> None:
+        self._channel = channel
+        releases = _RELEASING.get(channel)
+        if releases is None:
+            releases = _Releases(asyncio.get_running_loop().create_future())
+            _RELEASING[channel] = releases
+        self._releases = releases
+
+    def __enter__(self) -> None:
+        self._releases.count += 1
+
+    def __exit__(self, *exc_info: object) -> None:
+        releases = self._releases
         releases.count -= 1
         if releases.count == 0:
-            if _RELEASING.get(channel) is releases:
-                del _RELEASING[channel]
+            if _RELEASING.get(self._channel) is releases:
+                del _RELEASING[self._channel]
             if not releases.done.done():
                 releases.done.set_result(None)
+
+
+def releasing(channel: bytes) -> contextlib.AbstractContextManager[None]:
+    """Around a release script and the handling of its reply (which may call
+    :func:`hand_over_locally`). Free when nobody in this process waits on ``channel``."""
+    if channel not in _WAITED_ON:
+        return _NOT_WAITED_ON
+    return _Releasing(channel)
 
 
 async def local_releases(channel: bytes, timeout: float) -> None:

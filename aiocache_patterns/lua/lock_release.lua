@@ -19,9 +19,10 @@
 -- permissions), else 1; waiter and fencing_token name the waiter the lock was
 -- handed to, and its token (the releaser tells a waiter in its own process).
 --
--- The caller leaves the queue first. Then the delete: it is the release, so it
--- comes before anything written for bookkeeping (the hand-off, the fencing
--- counter, the receipt), and a full Redis (OOM) cannot refuse it. A lock
+-- A caller that does not hold the lock leaves the queue. For the holder, the
+-- delete comes first: it is the release, so it comes before anything written
+-- for bookkeeping (the hand-off, the fencing counter, the receipt), and a full
+-- Redis (OOM) cannot refuse it. A lock
 -- handed over gets a short lease, and the waiter is told "<token>" on the
 -- channel: a hint, on which the waiter confirms with lock_acquire (which
 -- stretches the lease and issues its own fencing token), so a waiter that died
@@ -31,10 +32,11 @@
 -- Resend: safe (the receipt answers a repeat with the first reply; a repeat changes nothing)
 
 local token = ARGV[1]
-redis.call('ZREM', KEYS[2], token)
-redis.call('HDEL', KEYS[3], token)
-
 if redis.call('GET', KEYS[1]) ~= token then
+    -- Not the holder: a waiter leaving, or a holder whose lease ended. (A holder
+    -- is never in the queue: it left it when it took or was handed the lock.)
+    redis.call('ZREM', KEYS[2], token)
+    redis.call('HDEL', KEYS[3], token)
     local receipt = redis.call('GET', KEYS[5])
     if receipt then
         local reply = {1}

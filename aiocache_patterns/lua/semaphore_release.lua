@@ -15,8 +15,8 @@
 -- is changed); woken is 0 if Redis refused to publish a wake-up (an ACL user
 -- without channel permissions), else 1.
 --
--- The lease and the caller's place in the queue go first: deletes, which a
--- full Redis (OOM) cannot refuse, before anything written for bookkeeping.
+-- The lease goes first (a caller that held none leaves the queue): deletes,
+-- which a full Redis (OOM) cannot refuse, before anything written for bookkeeping.
 -- Then every live waiter who may now take a free place (up to 16) is woken
 -- with "<token>"; a wake-up is only a hint, the waiter asks semaphore_acquire.
 -- Waking after a waiter left is what keeps a cancelled head of the queue from
@@ -29,9 +29,10 @@ local now_ms = server_time()
 local score = redis.call('ZSCORE', KEYS[1], token)
 local held = score and tonumber(score) > now_ms
 redis.call('ZREM', KEYS[1], token)
-redis.call('ZREM', KEYS[2], token)
-redis.call('HDEL', KEYS[3], token)
 if not held then
+    -- A waiter leaving, or a holder whose lease ended (a holder is never queued).
+    redis.call('ZREM', KEYS[2], token)
+    redis.call('HDEL', KEYS[3], token)
     local receipt = redis.call('GET', KEYS[4])
     if receipt then
         return {1, tonumber(receipt) or 1}
