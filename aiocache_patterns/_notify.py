@@ -377,18 +377,20 @@ _LOCAL: dict[bytes, Inbox] = {}
 
 
 class _Releases:
-    """Release scripts in flight in this process on one channel."""
+    """Release scripts in flight in this process on one channel, and the waiters
+    of this process waiting for them to be done."""
 
-    __slots__ = ("count", "done")
+    __slots__ = ("count", "waiters")
 
-    def __init__(self, done: asyncio.Future[None]) -> None:
+    def __init__(self) -> None:
         self.count = 0
-        self.done = done
+        self.waiters: list[asyncio.Future[None]] = []
 
 
-#: Releases in flight in this process, by wake-up channel. Their replies may hand a
-#: lock to a waiter here: a waiter woken on such a channel waits for them first.
-_RELEASING: dict[bytes, _Releases] = {}
+#: Releases in flight in this process, by wake-up channel (and event loop). Their
+#: replies may hand a lock to a waiter here: a waiter woken on such a channel
+#: waits for them first.
+_RELEASING: dict[tuple[bytes, asyncio.AbstractEventLoop], _Releases] = {}
 
 #: Waiters of this process, by channel (how many).
 _WAITED_ON: dict[bytes, int] = {}
@@ -397,14 +399,13 @@ _NOT_WAITED_ON: Final = contextlib.nullcontext()
 
 
 class _Releasing:
-    __slots__ = ("_channel", "_releases")
+    __slots__ = ("_key", "_releases")
 
     def __init__(self, channel: bytes) -> None:
-        self._channel = channel
-        releases = _RELEASING.get(channel)
+        self._key = key = (channel, asyncio.get_running_loop())
+        releases = _RELEASING.get(key)
         if releases is None:
-            releases = _Releases(asyncio.get_running_loop().create_future())
-            _RELEASING[channel] = releases
+            releases = _RELEASING[key] = _Releases()
         self._releases = releases
 
     def __enter__(self) -> None:
@@ -414,10 +415,11 @@ class _Releasing:
         releases = self._releases
         releases.count -= 1
         if releases.count == 0:
-            if _RELEASING.get(self._channel) is releases:
-                del _RELEASING[self._channel]
-            if not releases.done.done():
-                releases.done.set_result(None)
+            if _RELEASING.get(self._key) is releases:
+                del _RELEASING[self._key]
+            for waiter in releases.waiters:
+                if not waiter.done():
+                    waiter.set_result(None)
 
 
 def releasing(channel: bytes) -> contextlib.AbstractContextManager[None]:
@@ -428,13 +430,17 @@ def releasing(channel: bytes) -> contextlib.AbstractContextManager[None]:
     return _Releasing(channel)
 
 
-async def local_releases(channel: bytes, timeout: float) -> None:
-    """Wait (at most ``timeout``) for the releases of ``channel`` in flight in this
-    process: a waiter woken on the channel may be about to be handed the lock by
-    one, which costs it no round trip, where asking Redis costs one."""
-    releases = _RELEASING.get(channel)
-    if releases is not None and releases.done.get_loop() is asyncio.get_running_loop():
-        await asyncio.wait([releases.done], timeout=timeout)
+async def local_releases(channel: bytes) -> None:
+    """Wait for the releases of ``channel`` in flight in this process (each is
+    bounded by its operation timeout): a waiter woken on the channel may be
+    about to be handed the lock by one, which costs it no round trip, where
+    asking Redis costs one."""
+    loop = asyncio.get_running_loop()
+    releases = _RELEASING.get((channel, loop))
+    if releases is not None:
+        done = loop.create_future()
+        releases.waiters.append(done)
+        await done  # our own future: cancelling us cancels only it
 
 
 def hand_over_locally(token: bytes, fence: int, lease_ms: int) -> bool:

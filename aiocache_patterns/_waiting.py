@@ -65,7 +65,7 @@ async def wait_for_turn(
                     return None, 0
                 wait = min(wait, left)
             if await inbox.wait(wait) is not None and inbox.granted is None:
-                await local_releases(channel, timeout)
+                await local_releases(channel)
             if inbox.granted is not None:
                 return inbox.granted  # the release script's reply, relayed here
             fence, pttl = await attempt(True)  # woken by a hint, or the wait ran out: ask
