@@ -5,11 +5,17 @@ does everything around them:
 
 * acquire is one script; on failure the caller joins the fair queue,
   subscribes to the wake-up channel and waits to be woken (or for the lease
-  ahead to run out, or the fallback poll) before trying again;
-* a cancelled or timed-out acquire gives back any lease it may have been
-  granted and leaves the queue, in the background;
+  ahead to run out, or the fallback poll) before trying again. A wake-up is a
+  hint: the caller holds a lease only once the acquire script says so;
+* a waiter that leaves (cancelled, or ``blocking_timeout`` ran out) leaves the
+  queue and gives back any lease handed to it in one script, the release
+  script, which also wakes the next waiter. A cancelled acquire always raises
+  ``CancelledError`` and holds nothing, even if a cancellation was swallowed
+  below it (redis-py's ``asyncio.wait_for`` on Python 3.11, CPython gh-86296);
 * release and extend are compare-and-act scripts; a release that has started
-  completes even if its caller is cancelled;
+  completes even if its caller is cancelled; a release Redis could not be
+  asked to do (unreachable, timed out) leaves the lease on the object, so
+  ``release()`` can be called again;
 * ``auto_renew`` runs a watchdog; a lost lease sets ``lease.lost`` and, with
   ``cancel_on_loss``, cancels the ``async with`` block with ``LockLost``.
 """
@@ -27,18 +33,23 @@ from types import TracebackType
 from typing import Any, Final
 
 from ._executor import executor_for
-from ._notify import notifier_for
+from ._notify import hand_over_locally, notifier_for, releasing
 from ._scripts import Script, load_script
 from ._validate import Seconds, milliseconds, seconds, seconds_or_none
 from ._waiting import wait_for_turn
-from .errors import CachePatternsError, LockError, LockLost, LockNotAcquired, LockNotOwned
+from .errors import (
+    CachePatternsError,
+    LockError,
+    LockLost,
+    LockNotAcquired,
+    LockNotOwned,
+    RedisUnavailable,
+)
 from .keys import KeyBuilder, KeyT
 
-__all__ = ["Lease", "LeaseHolder"]
+__all__ = ["Lease", "LeaseHolder", "lease_script"]
 
 logger = logging.getLogger("aiocache_patterns.lock")
-
-_LEAVE: Final = load_script("queue_leave")
 
 #: Fencing counters outlive every lease by this much at least. They stay above
 #: every token ever issued even if they expire (tokens have a clock floor).
@@ -46,8 +57,23 @@ FENCE_TTL_MS: Final = 3_600_000
 
 UNSET: Final[Any] = object()
 
-#: Background clean-ups (a cancelled acquire's lease, a waiter leaving the queue).
+#: Background clean-ups (a cancelled release, a waiter leaving the queue).
 _BACKGROUND: set[asyncio.Task[None]] = set()
+
+
+def lease_script(name: str) -> Script:
+    """``lua/<name>.lua`` with the shared ``lua/lock_lib.lua`` inserted after its header.
+
+    The header (the leading comment lines: KEYS, ARGV, returns, a ``Resend:``
+    line) stays first, where readers and the executor look for it.
+    """
+    source = load_script(name).source
+    lines = source.splitlines(keepends=True)
+    end = 0
+    while end < len(lines) and lines[end].startswith(b"--"):
+        end += 1
+    lib = load_script("lock_lib").source
+    return Script(name, b"".join(lines[:end]) + b"\n" + lib + b"\n" + b"".join(lines[end:]))
 
 
 @dataclass(eq=False)
@@ -73,6 +99,8 @@ class LeaseHolder:
     _RELEASE: Script
     _EXTEND: Script
     _KIND = "lock"
+    #: Whether a release hands the lease straight to a waiter (Lock) or only wakes it.
+    _HANDS_OVER = True
 
     def __init__(
         self,
@@ -112,7 +140,7 @@ class LeaseHolder:
         self._poll = seconds(poll_interval, "poll_interval")
         self._waiter_lease_ms = max(1000, int(self._poll * 4000))
         self._fence_ttl_ms = max(FENCE_TTL_MS, self._ttl_ms * 2)
-        #: A lease handed over by a releaser starts this short (then is stretched).
+        #: The lease this object gives a waiter it hands the lease to (see Lock).
         self._handoff_ms = self._ttl_ms
         self._lease: Lease | None = None
         self._watchdog: asyncio.Task[None] | None = None
@@ -147,7 +175,10 @@ class LeaseHolder:
         """Take a lease; False if ``blocking_timeout`` ran out first.
 
         Raises ``RedisUnavailable`` if Redis cannot be reached, and
-        ``LockError`` if this object already holds a lease.
+        ``LockError`` if this object already holds a lease. A cancelled
+        acquire raises ``CancelledError`` and holds nothing: before it
+        raises, the caller has left the queue and given back any lease
+        handed to it (one round trip, waited for at most ``timeout``).
         """
         if blocking_timeout is UNSET:
             wait_limit = self._blocking_timeout
@@ -158,6 +189,7 @@ class LeaseHolder:
                 f"this {type(self).__name__} object already holds a lease; use one per holder"
             )
         token = secrets.token_hex(16).encode()
+        cancels = _cancel_requests()
         pending: list[asyncio.Future[Any]] = []
 
         async def attempt(queue: bool) -> tuple[int | None, int]:
@@ -171,7 +203,7 @@ class LeaseHolder:
             return None, int(reply[1])
 
         try:
-            fence, handed_over = await wait_for_turn(
+            fence, handed_ms = await wait_for_turn(
                 attempt,
                 notifier=self._notifier,
                 channel=self._channel,
@@ -180,23 +212,30 @@ class LeaseHolder:
                 poll_interval=self._poll,
                 timeout=self._timeout,
             )
+            if _cancel_requests() > cancels:
+                # Cancelled, but something below swallowed it: still a cancelled acquire.
+                raise asyncio.CancelledError
+        except asyncio.CancelledError:
+            await self._leave_now(token, pending)
+            raise
         except BaseException:
-            _background(self._abandon(token, list(pending)))
+            # Redis failed us: leave in the background, not waiting on it a second time.
+            _background(self._leave(token, pending))
             raise
         if fence is None:
-            if wait_limit != 0:
-                _background(self._abandon(token, []))
+            if wait_limit != 0 or pending:
+                await self._leave_now(token, pending)
             return False
         lease = self._lease = Lease(self._name, fence, token=token)
         self._cancelled_for_loss = False
+        # Handed over in this process (no confirming round trip), the lease is still
+        # the releaser's short hand-off lease: stretch it to the full ttl a third of
+        # the way in, unless it is released first (the usual case: no round trip).
+        short_ms = handed_ms if 0 < handed_ms < self._ttl_ms else 0
         if self._auto_renew:
-            self._watchdog = asyncio.get_running_loop().create_task(
-                self._renew(lease, short=handed_over and self._handoff_ms < self._ttl_ms)
-            )
-        elif handed_over and self._handoff_ms < self._ttl_ms:
-            # A handed-over lease starts short: stretch it to the full ttl a third of
-            # the way in, unless it is released first (the usual case: no extra trip).
-            self._watchdog = asyncio.get_running_loop().create_task(self._stretch(lease))
+            self._watchdog = asyncio.get_running_loop().create_task(self._renew(lease, short_ms))
+        elif short_ms:
+            self._watchdog = asyncio.get_running_loop().create_task(self._stretch(lease, short_ms))
         return True
 
     async def release(self) -> None:
@@ -204,7 +243,10 @@ class LeaseHolder:
 
         Raises ``LockNotOwned`` if the lease is gone (expired, or taken over);
         whoever holds it now keeps it. Once started, the release completes
-        even if the caller is cancelled.
+        even if the caller is cancelled. If Redis cannot be asked
+        (``RedisUnavailable``: unreachable, timed out), the lease stays on
+        this object, no longer renewed: call ``release()`` again, or it ends
+        with its ttl.
         """
         lease = self._lease
         if lease is None:
@@ -212,17 +254,25 @@ class LeaseHolder:
         self._lease = None
         self._stop_watchdog()
         keys, args = self._release_args(lease.token)
+        cancels = _cancel_requests()
         try:
-            released = await self._run(self._RELEASE, keys, args)
+            with self._releasing():
+                reply = await self._run(self._RELEASE, keys, args)
+                self._after_release(reply)
         except asyncio.CancelledError:
             # Cancelled mid-flight: the script ran or it did not. Release again in the
             # background; if the first one ran, this one finds the lease gone and
             # changes nothing (compare-and-delete), so the lock is never left held.
             _background(self._release_quietly(lease.token))
             raise
-        if not int(released):
+        except RedisUnavailable:
+            self._lease = lease  # it may well still be held: do not forget it
+            raise
+        if not int(reply[0]):
             lease.lost.set()
             raise LockNotOwned(f"the lease on {self._name!r} expired or was taken over")
+        if _cancel_requests() > cancels:
+            raise asyncio.CancelledError  # released; but the caller was cancelled meanwhile
 
     async def extend(self, ttl: Seconds | None = None) -> None:
         """Make the lease end ``ttl`` seconds from now (the ttl given at construction by default).
@@ -233,9 +283,12 @@ class LeaseHolder:
         lease = self._lease
         if lease is None:
             raise LockNotOwned(f"extend() of a {self._KIND} this object does not hold")
+        cancels = _cancel_requests()
         if not await self._extend(lease, ttl_ms):
             lease.lost.set()
             raise LockNotOwned(f"the lease on {self._name!r} expired or was taken over")
+        if _cancel_requests() > cancels:
+            raise asyncio.CancelledError  # extended; but the caller was cancelled meanwhile
 
     # -- async with ----------------------------------------------------------------------
 
@@ -266,7 +319,11 @@ class LeaseHolder:
         except CachePatternsError:
             if exc is None:
                 raise
-            logger.warning("releasing %r failed while an error was propagating", self._name)
+            logger.warning(
+                "releasing %r failed while an error was propagating; the object keeps "
+                "the lease (release() again, or it ends with its ttl)",
+                self._name,
+            )
         if lost_cancel:
             raise LockLost(f"the lease on {self._name!r} was lost; the block was cancelled")
 
@@ -279,20 +336,43 @@ class LeaseHolder:
         keys, args = self._extend_args(lease.token, ttl_ms)
         return bool(int(await self._run(self._EXTEND, keys, args)))
 
-    async def _abandon(self, token: bytes, pending: list[asyncio.Future[Any]]) -> None:
-        """After a cancelled or timed-out acquire: give back a lease we got, leave the queue."""
+    async def _leave_now(self, token: bytes, pending: list[asyncio.Future[Any]]) -> None:
+        """Leave, waiting for it at most ``timeout``; a second cancel stops the wait only."""
+        task = _background(self._leave(token, pending))
+        await asyncio.wait([task], timeout=self._timeout)
+
+    async def _leave(self, token: bytes, pending: list[asyncio.Future[Any]]) -> None:
+        """After a cancelled or timed-out acquire: leave the queue and give back any lease
+        handed to us, in one script that also wakes the next waiter. It runs after the
+        tries still in flight, so none of them can take a lease after it."""
         if pending:
             await asyncio.gather(*pending, return_exceptions=True)
         await self._release_quietly(token)
-        with contextlib.suppress(CachePatternsError):
-            await self._run(_LEAVE, [self._queue_key, self._deadlines_key], [token])
 
     async def _release_quietly(self, token: bytes) -> None:
-        with contextlib.suppress(CachePatternsError):
-            await self._run(self._RELEASE, *self._release_args(token))
+        try:
+            with self._releasing():
+                self._after_release(await self._run(self._RELEASE, *self._release_args(token)))
+        except CachePatternsError as exc:
+            # Nothing is left behind for long: a queued place ends with the waiter's
+            # deadline, a handed-over lease with its short hand-off lease.
+            logger.debug("leaving the queue of %r failed: %s", self._name, exc)
 
-    async def _stretch(self, lease: Lease) -> None:
-        third = self._handoff_ms / 3000
+    def _releasing(self) -> contextlib.AbstractContextManager[None]:
+        """Around a release whose reply may hand the lease to a waiter of this process."""
+        return releasing(self._channel) if self._HANDS_OVER else contextlib.nullcontext()
+
+    def _after_release(self, reply: Any) -> None:
+        """``{released, woken[, waiter, fencing token]}`` from a release script."""
+        if not int(reply[1]):
+            self._notifier.publish_refused(self._channel)
+        if len(reply) > 3:  # Redis handed the lock to this waiter: tell it, if it is ours
+            waiter = reply[2]
+            waiter = waiter.encode() if isinstance(waiter, str) else waiter
+            hand_over_locally(waiter, int(reply[3]), self._handoff_ms)
+
+    async def _stretch(self, lease: Lease, short_ms: int) -> None:
+        third = short_ms / 3000
         await asyncio.sleep(third)
         try:
             if not await self._extend(lease, self._ttl_ms):
@@ -310,13 +390,15 @@ class LeaseHolder:
             pass
         lease.lost.set()
 
-    async def _renew(self, lease: Lease, *, short: bool) -> None:
+    async def _renew(self, lease: Lease, short_ms: int) -> None:
+        """Renew every third of the ttl; a lease that starts short (``short_ms``,
+        handed over) first a third of the way into that."""
         interval = self._ttl / 3
-        lease_ms = self._handoff_ms if short else self._ttl_ms
+        lease_ms = short_ms or self._ttl_ms
         good_until = time.monotonic() + lease_ms / 1000 - 0.05  # conservative
-        first = short  # a handed-over lease starts short: renew it sooner
+        first = bool(short_ms)
         while True:
-            await asyncio.sleep(min(interval, self._handoff_ms / 3000) if first else interval)
+            await asyncio.sleep(min(interval, short_ms / 3000) if first else interval)
             first = False
             started = time.monotonic()
             try:
@@ -341,7 +423,15 @@ class LeaseHolder:
             watchdog.cancel()
 
 
-def _background(coro: Coroutine[Any, Any, None]) -> None:
+def _background(coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
     task = asyncio.get_running_loop().create_task(coro)
     _BACKGROUND.add(task)
     task.add_done_callback(_BACKGROUND.discard)
+    return task
+
+
+def _cancel_requests() -> int:
+    """Cancellations requested of the current task and not withdrawn (Python 3.11+; else 0)."""
+    task = asyncio.current_task()
+    cancelling = getattr(task, "cancelling", None)
+    return int(cancelling()) if cancelling is not None else 0

@@ -5,9 +5,12 @@
 * Release is compare-and-delete; ``extend`` is compare-and-pexpire; both raise
   :class:`~aiocache_patterns.errors.LockNotOwned` when the lease is gone.
 * Waiters queue in arrival order. A release hands the lock straight to the
-  first live waiter and tells it over pub/sub, so a hand-off costs one round
-  trip and one message; a lost message costs at most ``poll_interval``, and a
-  lease that expires lets the next waiter in when it expires.
+  first live waiter and wakes it over pub/sub; the waiter confirms from Redis
+  that the lock is its own (a message is only a hint: anyone can publish), so
+  a hand-off costs the release, one message and one round trip; a waiter in
+  the releaser's own process learns it from the release script's reply, with
+  no round trip of its own. A lost message costs at most ``poll_interval``,
+  and a lease that expires lets the next waiter in when it expires.
 * ``auto_renew`` keeps the lease alive while held; if renewal fails the holder
   finds out (``lease.lost``), and with ``cancel_on_loss`` the protected block
   is cancelled with :class:`~aiocache_patterns.errors.LockLost`.
@@ -19,7 +22,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ._leases import Lease, LeaseHolder
+from ._leases import Lease, LeaseHolder, lease_script
 from ._scripts import load_script
 from ._validate import Seconds
 from .keys import KeyT
@@ -53,8 +56,8 @@ class Lock(LeaseHolder):
             wake-up arrives (a safety net; wake-ups are normally immediate).
     """
 
-    _ACQUIRE = load_script("lock_acquire")
-    _RELEASE = load_script("lock_release")
+    _ACQUIRE = lease_script("lock_acquire")
+    _RELEASE = lease_script("lock_release")
     _EXTEND = load_script("lock_extend")
 
     def __init__(
@@ -81,7 +84,9 @@ class Lock(LeaseHolder):
             timeout=timeout,
             poll_interval=poll_interval,
         )
-        # A dead waiter that is handed the lock blocks the others this long at most.
+        # A lock handed to a waiter starts with this lease, stretched to ttl when the
+        # waiter confirms (or, handed over in this process, a third of the way in): a
+        # waiter that died meanwhile blocks the others this long at most.
         self._handoff_ms = min(self._ttl_ms, self._waiter_lease_ms)
 
     async def locked(self) -> bool:
@@ -108,7 +113,7 @@ class Lock(LeaseHolder):
 
     def _release_args(self, token: bytes) -> tuple[list[bytes], list[Any]]:
         receipt = self._key + b":rel:" + token
-        keys = [self._key, self._fence_key, self._queue_key, self._deadlines_key, receipt]
+        keys = [self._key, self._queue_key, self._deadlines_key, self._fence_key, receipt]
         return keys, [token, self._channel, self._handoff_ms, self._fence_ttl_ms]
 
     def _extend_args(self, token: bytes, ttl_ms: int) -> tuple[list[bytes], list[Any]]:

@@ -3,15 +3,16 @@
 Holders are a sorted set of tokens scored by the end of their lease, so a
 holder that crashes frees its place when its lease ends. Acquire is one
 script (drop expired leases, admit in arrival order if a place is free, issue
-a fencing token); release wakes the first waiter over pub/sub. Everything else
-(fair queue, wake-ups, renewal, cancellation) is the same as :class:`Lock`.
+a fencing token); release wakes the waiters whose turn it is over pub/sub, and
+so does a waiter that leaves. Everything else (fair queue, wake-ups that are
+only hints, renewal, cancellation) is the same as :class:`Lock`.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from ._leases import Lease, LeaseHolder
+from ._leases import Lease, LeaseHolder, lease_script
 from ._scripts import load_script
 from ._validate import Seconds, positive_int
 from .keys import KeyT
@@ -30,11 +31,12 @@ class Semaphore(LeaseHolder):
     Arguments as for :class:`~aiocache_patterns.Lock`, plus ``limit``.
     """
 
-    _ACQUIRE = load_script("semaphore_acquire")
-    _RELEASE = load_script("semaphore_release")
-    _EXTEND = load_script("semaphore_extend")
+    _ACQUIRE = lease_script("semaphore_acquire")
+    _RELEASE = lease_script("semaphore_release")
+    _EXTEND = lease_script("semaphore_extend")
     _HOLDERS = load_script("semaphore_holders")
     _KIND = "semaphore"
+    _HANDS_OVER = False
 
     def __init__(
         self,
@@ -86,7 +88,8 @@ class Semaphore(LeaseHolder):
 
     def _release_args(self, token: bytes) -> tuple[list[bytes], list[Any]]:
         receipt = self._key + b":rel:" + token
-        return [self._key, self._queue_key, receipt], [token, self._channel]
+        keys = [self._key, self._queue_key, self._deadlines_key, receipt]
+        return keys, [token, self._channel, self._limit]
 
     def _extend_args(self, token: bytes, ttl_ms: int) -> tuple[list[bytes], list[Any]]:
         return [self._key], [token, ttl_ms]

@@ -10,7 +10,10 @@ from typing import Any
 import pytest
 
 from aiocache_patterns import Lock, LockError, LockLost, LockNotAcquired, LockNotOwned
+from aiocache_patterns import _leases as leases
+from aiocache_patterns._executor import executor_for
 from aiocache_patterns._notify import notifier_for
+from tests._backends import Backend
 from tests._helpers import ttls_ms
 
 
@@ -315,11 +318,67 @@ async def test_a_resent_release_is_not_reported_as_lost(redis: Any) -> None:
     assert lock.lease is not None
     token = lock.lease.token
     await lock.release()
-    # the same script again, as redis-py's retry would send it
-    assert int(await lock._run(lock._RELEASE, *lock._release_args(token))) == 1
+    # the same script again, as a retry would send it: the same reply as the first
+    reply = await lock._run(lock._RELEASE, *lock._release_args(token))
+    assert [int(x) for x in reply] == [1, 1]
     # but a holder that never released (its lease simply expired) still hears "not yours"
     stale = Lock(redis, "resend2", ttl=0.05)
     assert await stale.acquire()
     await asyncio.sleep(0.1)
     with pytest.raises(LockNotOwned):
         await stale.release()
+
+
+async def _waiting_behind(redis: Any, waiter: Lock) -> asyncio.Task[bool]:
+    task = asyncio.create_task(waiter.acquire())
+    for _ in range(500):
+        if await redis.zcard(b"lock:{h}:q"):
+            break
+        await asyncio.sleep(0.01)
+    await asyncio.sleep(0.05)  # subscribed, and asleep until woken
+    return task
+
+
+async def test_a_waiter_in_another_process_confirms_its_hand_off_from_redis(
+    backend: Backend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A waiter the releaser cannot tell in memory (another process) is woken by a
+    hint and confirms with one round trip, which also stretches its lease to ttl."""
+    monkeypatch.setattr(leases, "hand_over_locally", lambda *args: False)
+    releasing, waiting = await backend.client(), await backend.client()
+    holder = Lock(releasing, "h", ttl=30)
+    assert await holder.acquire()
+    assert holder.lease is not None
+    fence = holder.lease.fencing_token
+    waiter = Lock(waiting, "h", ttl=30, blocking_timeout=5, poll_interval=30)
+    task = await _waiting_behind(waiting, waiter)
+    trips = executor_for(waiting).round_trips
+    await holder.release()
+    assert await task
+    assert executor_for(waiting).round_trips == trips + 1  # the confirmation
+    assert waiter.lease is not None
+    assert waiter.lease.fencing_token > fence
+    assert await waiting.pttl(b"lock:{h}") > 20_000  # the full ttl, not the hand-off lease
+    await waiter.release()
+
+
+async def test_a_waiter_in_the_releasers_process_is_handed_the_lock_without_a_round_trip(
+    backend: Backend,
+) -> None:
+    releasing, waiting = await backend.client(), await backend.client()
+    holder = Lock(releasing, "h", ttl=30)
+    assert await holder.acquire()
+    waiter = Lock(waiting, "h", ttl=30, blocking_timeout=5, poll_interval=30)
+    task = await _waiting_behind(waiting, waiter)
+    trips = executor_for(waiting).round_trips
+    await holder.release()
+    assert await task
+    assert executor_for(waiting).round_trips == trips  # told by the release script's reply
+    assert waiter.lease is not None
+    # It holds the short hand-off lease (a waiter that died would block others 1 s),
+    # stretched to the full ttl a third of the way in.
+    assert 0 < await waiting.pttl(b"lock:{h}") <= 1000
+    await asyncio.sleep(0.6)
+    assert await waiting.pttl(b"lock:{h}") > 20_000
+    assert await waiter.owned()
+    await waiter.release()

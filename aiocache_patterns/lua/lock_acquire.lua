@@ -1,4 +1,5 @@
--- lock_acquire: take a lock if it is free and it is the caller's turn.
+-- lock_acquire: take a lock if it is free and it is the caller's turn; or
+-- confirm a lock a release handed to the caller.
 --
 -- KEYS[1]  the lock (string: holder's token, with PX)
 -- KEYS[2]  the fencing counter
@@ -10,53 +11,51 @@
 -- ARGV[4]  how long (ms) a queued waiter keeps its place without trying again
 -- ARGV[5]  time to live (ms) of the fencing counter
 --
--- Returns {1, fencing_token} when taken (also when it was already handed to
--- the caller by lock_release, whose lease is then extended to ARGV[2]);
--- {0, pttl} when not (pttl of the lock in ms, or -2 when the lock is free but
--- another waiter is ahead).
+-- Returns {1, fencing_token} when the caller holds the lock now: taken, or
+-- handed to it by lock_release (its short hand-off lease is then stretched to
+-- ARGV[2]). A waiter's wake-up is only a hint; this is how it learns, from Redis,
+-- that the lock is its own and which fencing token it holds.
+-- Returns {0, pttl} when not (pttl of the lock in ms, or -2 when the lock is
+-- free but another waiter is ahead).
 --
 -- Fairness: a free lock goes to the head of the queue; waiters at the head
 -- whose deadline passed (a crashed process) are dropped. Fencing tokens are
--- max(previous + 1, server time in microseconds): strictly increasing, and
--- still above every token ever issued if the counter key expires or a
--- failover loses its last writes.
+-- issued here, and only here, when a holder first learns it holds the lock.
+-- Writes: the fencing counter (the one write that may be refused when Redis
+-- is full) comes before the lock, so a refused acquire changes nothing.
+--
+-- Resend: safe (a repeat finds the lock its own and answers with a fresh, higher fencing token)
 
 local token = ARGV[1]
+local now_ms, now_us = server_time()
+
 if redis.call('GET', KEYS[1]) == token then
     redis.call('PEXPIRE', KEYS[1], ARGV[2])
-    return {1, redis.call('GET', KEYS[2]) or '0'}
+    return {1, next_fence(KEYS[2], now_us, ARGV[5])}
 end
 
-local t = redis.call('TIME')
-local now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local now_us = tonumber(t[1]) * 1000000 + tonumber(t[2])
-
-local head = nil
-for _ = 1, 100 do
-    head = redis.call('ZRANGE', KEYS[3], 0, 0)[1]
-    if not head or head == token then break end
-    local deadline = tonumber(redis.call('HGET', KEYS[4], head) or '0')
-    if deadline > now_ms then break end
-    redis.call('ZREM', KEYS[3], head)
-    redis.call('HDEL', KEYS[4], head)
-    head = nil
-end
+local head = live_waiters(KEYS[3], KEYS[4], now_ms, 1, token)[1]
 
 if redis.call('EXISTS', KEYS[1]) == 0 and (not head or head == token) then
+    local fence = next_fence(KEYS[2], now_us, ARGV[5])
     redis.call('SET', KEYS[1], token, 'PX', ARGV[2])
     if head then
         redis.call('ZREM', KEYS[3], token)
         redis.call('HDEL', KEYS[4], token)
     end
-    local previous = tonumber(redis.call('GET', KEYS[2]) or '0')
-    local fence = math.max(previous + 1, now_us)
-    redis.call('SET', KEYS[2], string.format('%.0f', fence), 'PX', ARGV[5])
-    return {1, string.format('%.0f', fence)}
+    return {1, fence}
 end
 
 if ARGV[3] == '1' then
     if not redis.call('ZSCORE', KEYS[3], token) then
-        redis.call('ZADD', KEYS[3], redis.call('HINCRBY', KEYS[4], '#seq', 1), token)
+        local seq = redis.pcall('HINCRBY', KEYS[4], '#seq', 1)
+        if type(seq) == 'table' then
+            -- '#seq' held no integer (overwritten): go on after the last arrival.
+            local last = redis.call('ZRANGE', KEYS[3], -1, -1, 'WITHSCORES')[2]
+            seq = (stored_int(last) or 0) + 1
+            redis.call('HSET', KEYS[4], '#seq', seq)
+        end
+        redis.call('ZADD', KEYS[3], seq, token)
     end
     local lease = tonumber(ARGV[4])
     redis.call('HSET', KEYS[4], token, now_ms + lease)
@@ -64,6 +63,4 @@ if ARGV[3] == '1' then
     redis.call('PEXPIRE', KEYS[4], lease * 2)
 end
 
-local pttl = redis.call('PTTL', KEYS[1])
-if pttl == -2 then return {0, -2} end
-return {0, pttl}
+return {0, redis.call('PTTL', KEYS[1])}

@@ -6,6 +6,8 @@
 --
 -- Returns 1 if the caller holds the lock (its lease now ends ARGV[2] ms from
 -- now), 0 if it does not (nothing is changed).
+--
+-- Resend: safe (a repeat sets the same lease end again and answers the same)
 
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then
     return 0

@@ -12,19 +12,21 @@
 -- ARGV[6]  limit: how many holders at once
 --
 -- Returns {1, fencing_token} when taken (or already held: the lease is then
--- extended); {0, ms} when not, ms being how long until the first lease ends
--- (-2 if a lease is free but waiters ahead of the caller take it first).
+-- extended and a fresh fencing token issued); {0, ms} when not, ms being how
+-- long until the first lease ends (-2 if a lease is free but waiters ahead of
+-- the caller take it first).
 --
 -- Expired leases are dropped first, so a crashed holder frees its place when
 -- its lease ends. Waiters are admitted in arrival order; waiters whose
--- deadline passed (a crashed process) lose their place.
+-- deadline passed (a crashed process) lose their place. A wake-up is only a
+-- hint: a waiter always asks this script before it believes it holds a lease.
+--
+-- Resend: safe (a repeat finds the lease its own and answers with a fresh, higher fencing token)
 
 local token = ARGV[1]
 local lease = tonumber(ARGV[2])
 local limit = tonumber(ARGV[6])
-local t = redis.call('TIME')
-local now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local now_us = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local now_ms, now_us = server_time()
 
 local function keep_alive(key, ms)
     if redis.call('PTTL', key) < ms then
@@ -33,51 +35,44 @@ local function keep_alive(key, ms)
 end
 
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now_ms)
-local held = redis.call('ZSCORE', KEYS[1], token)
-if held then
+if redis.call('ZSCORE', KEYS[1], token) then
     redis.call('ZADD', KEYS[1], now_ms + lease, token)
     keep_alive(KEYS[1], lease)
-    return {1, redis.call('GET', KEYS[2]) or '0'}
+    return {1, next_fence(KEYS[2], now_us, ARGV[5])}
 end
 
 local free = limit - redis.call('ZCARD', KEYS[1])
-local rank = nil
 if free > 0 then
-    -- Drop dead waiters among those who would be admitted before the caller.
-    for _ = 1, 100 do
-        local ahead = redis.call('ZRANGE', KEYS[3], 0, free - 1)
-        local dropped = false
-        for _, waiter in ipairs(ahead) do
-            if waiter ~= token then
-                local deadline = tonumber(redis.call('HGET', KEYS[4], waiter) or '0')
-                if deadline <= now_ms then
-                    redis.call('ZREM', KEYS[3], waiter)
-                    redis.call('HDEL', KEYS[4], waiter)
-                    dropped = true
-                end
-            end
+    -- Dead waiters among those who would be admitted before the caller lose their place.
+    local ahead = live_waiters(KEYS[3], KEYS[4], now_ms, free, token)
+    local rank = nil
+    for i, waiter in ipairs(ahead) do
+        if waiter == token then
+            rank = i - 1
         end
-        if not dropped then break end
     end
-    rank = redis.call('ZRANK', KEYS[3], token)
-    local queued = redis.call('ZCARD', KEYS[3])
-    if (rank and rank < free) or (not rank and queued < free) then
+    if rank or #ahead < free then
+        local fence = next_fence(KEYS[2], now_us, ARGV[5])
         redis.call('ZADD', KEYS[1], now_ms + lease, token)
         keep_alive(KEYS[1], lease)
         if rank then
             redis.call('ZREM', KEYS[3], token)
             redis.call('HDEL', KEYS[4], token)
         end
-        local previous = tonumber(redis.call('GET', KEYS[2]) or '0')
-        local fence = string.format('%.0f', math.max(previous + 1, now_us))
-        redis.call('SET', KEYS[2], fence, 'PX', ARGV[5])
         return {1, fence}
     end
 end
 
 if ARGV[3] == '1' then
     if not redis.call('ZSCORE', KEYS[3], token) then
-        redis.call('ZADD', KEYS[3], redis.call('HINCRBY', KEYS[4], '#seq', 1), token)
+        local seq = redis.pcall('HINCRBY', KEYS[4], '#seq', 1)
+        if type(seq) == 'table' then
+            -- '#seq' held no integer (overwritten): go on after the last arrival.
+            local last = redis.call('ZRANGE', KEYS[3], -1, -1, 'WITHSCORES')[2]
+            seq = (stored_int(last) or 0) + 1
+            redis.call('HSET', KEYS[4], '#seq', seq)
+        end
+        redis.call('ZADD', KEYS[3], seq, token)
     end
     local waiter_lease = tonumber(ARGV[4])
     redis.call('HSET', KEYS[4], token, now_ms + waiter_lease)
