@@ -155,7 +155,9 @@ async def test_a_rolling_view_whose_index_was_evicted_is_rebuilt(redis: Any) -> 
     assert (await view.rank("a")) == LeaderboardEntry("a", 1, 2)  # rebuilt, not "absent"
 
 
-async def test_an_index_that_keeps_breaking_is_a_clear_error(redis: Any) -> None:
+async def test_an_index_that_keeps_breaking_is_a_clear_error(
+    redis: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     board = await seeded(redis, "broken", n=5)
     k = keys(board)
     await redis.hdel(k.m, "p0001")
@@ -166,7 +168,7 @@ async def test_an_index_that_keeps_breaking_is_a_clear_error(redis: Any) -> None
         await original(index_keys)
         await redis.hdel(k.m, "p0001")  # something keeps evicting it
 
-    board._rebuild_index = evicted_again  # type: ignore[method-assign]
+    monkeypatch.setattr(board, "_rebuild_index", evicted_again)
     with pytest.raises(RedisCommandError, match="evict"):
         await board.submit("p0001", 10)
     assert await board.size() == 5  # and nothing was duplicated meanwhile
