@@ -104,8 +104,13 @@ async def test_config_refused_by_acl_says_nothing_and_fails_nothing(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     async with server("--maxmemory", "100mb", "--maxmemory-policy", "allkeys-lru") as admin:
-        await admin.execute_command(
-            "ACL", "SETUSER", "app", "on", ">secret", "~*", "&*", "+@all", "-config"
+        await admin.acl_setuser(
+            "app",
+            enabled=True,
+            passwords=["+secret"],
+            keys=["*"],
+            channels=["*"],
+            commands=["+@all", "-config"],
         )
         client = aioredis.Redis(
             port=admin.connection_pool.connection_kwargs["port"], username="app", password="secret"
