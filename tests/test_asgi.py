@@ -459,7 +459,7 @@ def _scope(client: tuple[str, int] | None, *forwarded: bytes) -> Scope:
 
 def test_client_ip_normalises_and_ignores_headers() -> None:
     assert client_ip(_scope(("::ffff:10.0.0.1", 1), b"1.2.3.4")) == "10.0.0.1"
-    assert client_ip(_scope(("2001:DB8:0:0::1", 1))) == "2001:db8::1"
+    assert client_ip(_scope(("2001:DB8:0:0::1", 1))) == "2001:db8::/64"  # a client's /64
     assert client_ip(_scope(("testclient", 50000))) == "testclient"
     assert client_ip(_scope(None, b"1.2.3.4")) == UNKNOWN_CLIENT
     assert client_ip({"type": "http"}) == UNKNOWN_CLIENT
@@ -474,7 +474,7 @@ def test_forwarded_ip_reads_the_chain_from_the_right() -> None:
     assert forwarded_ip(3)(scope) == "1.1.1.1"
     assert forwarded_ip(9)(scope) == "1.1.1.1"  # a short chain: its left-most entry
     assert forwarded_ip()(_scope(PROXY)) == PROXY[0]
-    assert forwarded_ip()(_scope(PROXY, b"[2001:db8::1]:443")) == "2001:db8::1"
+    assert forwarded_ip()(_scope(PROXY, b"[2001:db8::1]:443")) == "2001:db8::/64"
     assert forwarded_ip()(_scope(PROXY, b"203.0.113.7:5123")) == "203.0.113.7"
     assert forwarded_ip()(_scope(PROXY, b"1.1.1.1, ::ffff:203.0.113.7")) == "203.0.113.7"
 
@@ -482,7 +482,8 @@ def test_forwarded_ip_reads_the_chain_from_the_right() -> None:
     assert trusted(_scope(PROXY, b"1.1.1.1, 5.5.5.5, 192.0.2.1, 10.1.1.1")) == "5.5.5.5"
     assert trusted(_scope(("8.8.8.8", 1), b"1.1.1.1")) == "8.8.8.8"
     assert trusted(_scope(PROXY, b"unknown")) == "unknown"
-    assert trusted(_scope(PROXY, b"10.0.0.2, 10.0.0.3")) == "10.0.0.2"  # all ours
+    # all ours: the address the peer saw (the entries left of it may be a client's)
+    assert trusted(_scope(PROXY, b"10.0.0.2, 10.0.0.3")) == "10.0.0.3"
     assert trusted(Request(_scope(PROXY, b"4.4.4.4"))) == "4.4.4.4"
 
 
@@ -491,7 +492,11 @@ def test_forwarded_ip_reads_the_chain_from_the_right() -> None:
     [
         ({"trusted_hops": 0}, ValueError, "trusted_hops"),
         ({"trusted_hops": 1.5}, TypeError, "trusted_hops"),
-        ({"trusted_hops": 1, "trusted_proxies": ["10.0.0.1"]}, TypeError, "not both"),
+        ({"trusted_hops": 33}, ValueError, "trusted_hops"),
+        ({"header": "x-client-ip"}, ValueError, "header"),
+        ({"ipv6_prefix": 0}, ValueError, "ipv6_prefix"),
+        ({"ipv6_prefix": 129}, ValueError, "ipv6_prefix"),
+        ({"ipv4_prefix": 33}, ValueError, "ipv4_prefix"),
         ({"trusted_proxies": "10.0.0.1"}, TypeError, "trusted_proxies"),
         ({"trusted_proxies": []}, ValueError, "trusted_proxies"),
         ({"trusted_proxies": ["10.0.0.300"]}, ValueError, "trusted_proxies"),
