@@ -41,6 +41,13 @@ ALGORITHMS: tuple[Algorithm, ...] = get_args(Algorithm)
 PEER = ("198.51.100.7", 40000)
 PROXY = ("10.0.0.1", 40000)
 HEADERS = ("ratelimit", "ratelimit-policy", "retry-after")
+#: The middleware's 429 body: an RFC 9457 problem (with FastAPI's ``detail`` too).
+PROBLEM_429 = {
+    "type": "about:blank",
+    "title": "Too Many Requests",
+    "status": 429,
+    "detail": "Too Many Requests",
+}
 
 
 def _client(app: ASGIApp, client: tuple[str, int] = PEER) -> httpx.AsyncClient:
@@ -125,8 +132,8 @@ async def test_middleware_counts_down_then_answers_429(redis: Any, make_app: App
         assert 59 <= int(fields["t"]) <= 60  # the fixed window ends 60 s after the first hit
         assert "retry-after" not in response.headers
     assert denied.status_code == 429
-    assert denied.headers["content-type"] == "application/json"
-    assert denied.json() == {"detail": "Too Many Requests"}
+    assert denied.headers["content-type"] == "application/problem+json"
+    assert denied.json() == PROBLEM_429
     assert denied.headers["ratelimit-policy"] == '"api";q=3;w=60'
     assert _limit_header(denied)["r"] == "0"
     assert 59 <= int(denied.headers["retry-after"]) <= 60
@@ -346,7 +353,7 @@ async def test_websocket_connections_limited_when_asked(redis: Any) -> None:
     assert start["type"] == "websocket.http.response.start"
     assert start["status"] == 429
     assert int(dict(start["headers"])[b"retry-after"]) > 0
-    assert json.loads(body["body"]) == {"detail": "Too Many Requests"}
+    assert json.loads(body["body"]) == PROBLEM_429
     assert calls == ["websocket:/ws"]
 
 
@@ -442,7 +449,9 @@ async def test_redis_down_follows_fail_open(fail_open: bool) -> None:
     else:
         assert [r.status_code for r in responses] == [503] * 5
         assert all(r.headers["retry-after"] == "1" for r in responses)
-        assert all(r.json() == {"detail": "Service Unavailable"} for r in responses)
+        detail = {"detail": "Service Unavailable"}
+        problem = {"type": "about:blank", "title": "Service Unavailable", "status": 503} | detail
+        assert [r.json() for r in responses] == [problem] * 3 + [detail] * 2
         assert calls == []
 
 

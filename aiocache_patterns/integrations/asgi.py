@@ -6,7 +6,8 @@ so it imports no framework. Each HTTP request is one hit of a
 :class:`~aiocache_patterns.RateLimiter`: allowed requests get the IETF draft's
 ``RateLimit`` and ``RateLimit-Policy`` headers added to the app's response;
 denied ones are answered ``429`` with ``Retry-After``, the same two headers
-and a small JSON body, without calling the app.
+and an RFC 9457 problem document (``application/problem+json``), without
+calling the app.
 
 :class:`RateLimitDependency` is the same decision as a FastAPI dependency, for
 one route or one router (it needs Starlette, which FastAPI brings).
@@ -88,7 +89,7 @@ Key: TypeAlias = "str | bytes | None"
 #: A key function of the middleware: the ASGI scope in, a :data:`Key` out (maybe awaited).
 KeyFunc: TypeAlias = Callable[[Scope], "Key | Awaitable[Key]"]
 
-_JSON: Final = (b"content-type", b"application/json")
+_PROBLEM_JSON: Final = (b"content-type", b"application/problem+json")
 
 
 # -- key functions (in _client_keys) ------------------------------------------------
@@ -213,8 +214,8 @@ class RateLimitMiddleware:
         self, scope: Scope, send: Send, result: RateLimitResult, headers: list[tuple[bytes, bytes]]
     ) -> None:
         status = _denial_status(result)
-        body = json.dumps({"detail": http.HTTPStatus(status).phrase}).encode()
-        headers = [_JSON, (b"content-length", str(len(body)).encode()), *headers]
+        body = _problem(status)
+        headers = [_PROBLEM_JSON, (b"content-length", str(len(body)).encode()), *headers]
         if scope["type"] == "http":
             await send({"type": "http.response.start", "status": status, "headers": headers})
             await send({"type": "http.response.body", "body": body})
@@ -227,6 +228,14 @@ class RateLimitMiddleware:
         else:
             # Closing before accepting: the server refuses the handshake (HTTP 403).
             await send({"type": "websocket.close", "code": 1008, "reason": "rate limited"})
+
+
+def _problem(status: int) -> bytes:
+    """An RFC 9457 problem document for ``status`` (``detail`` too, as FastAPI's errors have)."""
+    phrase = http.HTTPStatus(status).phrase
+    return json.dumps(
+        {"type": "about:blank", "title": phrase, "status": status, "detail": phrase}
+    ).encode()
 
 
 #: The messages that carry a response's headers.
