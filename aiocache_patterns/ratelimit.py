@@ -308,7 +308,7 @@ class RateLimiter:
             self._last_error_log = now
             policy = "ALLOWING hits (fail_open=True)" if self._fail_open else "denying hits"
             logger.warning(
-                "rate limiter %r: no answer from Redis (%s); %s without it: "
+                "rate limiter %r: Redis unavailable (%s); %s without it: "
                 "%d decision(s) since the last message, %d hit(s) in all",
                 self._namespace,
                 exc,

@@ -468,6 +468,8 @@ def create_app(
             (``None`` above: from ``$BLOG_ADMINS``, ``ann,bo``).
     """
     users = tokens_from_env() if tokens is None else Tokens(tokens, admins)
+    if not users:
+        logger.warning("no write tokens (BLOG_TOKENS): every write will be refused with 401")
     owns_redis = redis is None
     if redis is None:
         redis, redis_label = connect_redis(

@@ -56,6 +56,10 @@ class Tokens:
         if unknown:
             raise ValueError(f"admins without a token: {sorted(unknown)}")
 
+    def __len__(self) -> int:
+        """How many users may write."""
+        return len(self._users)
+
     def identify(self, authorization: str | None) -> Identity:
         """The user of an ``Authorization`` header's bearer token, or a 401."""
         scheme, _, token = (authorization or "").partition(" ")
