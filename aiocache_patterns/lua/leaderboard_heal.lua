@@ -20,6 +20,8 @@
 -- its latest entry (the higher sequence number); the other is removed. The
 -- distinct scores are dropped at the end (rebuilt on demand), since they may
 -- hold the scores of removed duplicates.
+--
+-- Resend: safe (each step converges on the same index; a finished heal answers 1 again)
 
 local z, m, ds, seq, work = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local desc = ARGV[1] == '1'

@@ -20,6 +20,8 @@
 -- and the index disagrees with the board (the client heals it and asks
 -- again); {'building'} when a dense rank needs a part of the distinct scores
 -- not built yet (this call built one more step: the client asks again).
+--
+-- Resend: safe (a read; its only write, a step of the distinct-score index, is one any call may take)
 
 local z, m, ds = KEYS[1], KEYS[2], KEYS[3]
 local desc = ARGV[1] == '1'

@@ -17,6 +17,8 @@
 -- disagrees with the board (the client heals it and asks again);
 -- {'building'} when a dense rank needs a part of the distinct scores not
 -- built yet (this call built one more step: the client asks again).
+--
+-- Resend: safe (a read; its only write, a step of the distinct-score index, is one any call may take)
 --   position     1 + entries listed before it (ties: first to reach first)
 --   competition  1 + entries with a strictly better score ("1224")
 --   dense        1 + distinct strictly better scores ("1223")
