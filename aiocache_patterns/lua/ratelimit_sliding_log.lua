@@ -37,20 +37,26 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local mode, cost, n = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 
--- total, cost of a member, or nil if it is not one of ours.
-local function parse(member)
-    local total, c = string.match(member, '^(%d+):(%d+)$')
-    return tonumber(total), tonumber(c)
-end
+-- Members are "<total>:<cost>" with the total in 16 digits: read by position.
+local sub = string.sub
 
--- The entry at `rank` (`got`: its ZRANGE reply, if read already): total, cost,
--- time; nil if there is none or it is not ours.
-local function entry(log, rank, got)
-    got = got or redis.call('ZRANGE', log, rank, rank, 'WITHSCORES')
-    if not got[1] then
+-- The running total of a member (nil if it is not one of ours).
+local function total_of(member)
+    if sub(member, 17, 17) ~= ':' then
         return nil
     end
-    local total, c = parse(got[1])
+    return tonumber(sub(member, 1, 16))
+end
+
+-- The entry at `rank` (`got`: its ZRANGE ... WITHSCORES reply, if read
+-- already): total, cost, time; nil if there is none or it is not ours.
+local function entry(log, rank, got)
+    got = got or redis.call('ZRANGE', log, rank, rank, 'WITHSCORES')
+    local member = got[1]
+    if not member then
+        return nil
+    end
+    local total, c = total_of(member), tonumber(sub(member, 18))
     if total == nil or c == nil or c < 1 or c > total then
         return nil
     end
@@ -63,23 +69,28 @@ for i = 1, n do
     local log = KEYS[i]
     local limit, window = tonumber(ARGV[2 + 2 * i]), tonumber(ARGV[3 + 2 * i])
     local horizon = now - window
-    local expired = redis.call('ZCOUNT', log, '-inf', horizon)
-    if expired > 0 then
+    -- the oldest entry: if it is inside the window, nothing has expired (the
+    -- common case: one read), else count, trim (bounded) and read it again
+    local oldest = redis.call('ZRANGE', log, 0, 0, 'WITHSCORES')
+    local expired = 0
+    if oldest[2] and tonumber(oldest[2]) <= horizon then
+        expired = redis.call('ZCOUNT', log, '-inf', horizon)
         local drop = math.min(expired, TRIM)
         redis.call('ZREMRANGEBYRANK', log, 0, drop - 1)
         expired = expired - drop
+        oldest = nil
     end
     -- the window's entries are ranks `expired` .. -1
     local s = {log = log, limit = limit, window = window, first = expired,
                total = 0, last_total = 0, last_time = nil}
     local newest = redis.call('ZRANGE', log, -1, -1, 'WITHSCORES')
     if newest[1] then
-        local last_total, _, last_time = entry(log, -1, newest)
+        local last_total, last_time = total_of(newest[1]), tonumber(newest[2])
         local damaged = last_total == nil
         if not damaged then
             s.last_total, s.last_time = last_total, last_time
             if last_time > horizon then
-                local first_total, first_cost = entry(log, expired)
+                local first_total, first_cost = entry(log, expired, oldest)
                 if first_total == nil or first_total > last_total then
                     damaged = true
                 else
