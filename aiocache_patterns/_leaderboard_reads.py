@@ -24,12 +24,43 @@ from ._leaderboard_values import (
 )
 from ._scripts import Script, load_script
 from ._validate import positive_int
+from .errors import RedisCommandError
 from .keys import KeyBuilder, KeyT
 
-__all__ = ["CHUNK", "FLAG", "SCRIPTS", "Call", "Hints", "Keys", "Ranking"]
+__all__ = [
+    "BUILDING",
+    "CHUNK",
+    "DAMAGED",
+    "FLAG",
+    "MAX_ENTRIES",
+    "MAX_RADIUS",
+    "SCRIPTS",
+    "Call",
+    "Hints",
+    "Keys",
+    "Ranking",
+    "signal",
+]
 
 #: Members per script call (Redis's Lua unpacks at most ~8,000 values at once).
 CHUNK: Final = 1000
+#: The most entries one read returns (``top(n)``, ``page(size=)``; ``around``
+#: returns ``2 * radius + 1`` with ``radius`` at most half of it): per-call work
+#: is bounded by the library, not by the caller's argument or the board's size.
+MAX_ENTRIES: Final = 1000
+#: The largest ``radius`` of ``around``.
+MAX_RADIUS: Final = MAX_ENTRIES // 2
+#: Board entries scanned per step when a member index is rebuilt.
+HEAL_STEP: Final = 1000
+#: Index rebuilds one call runs before it gives up (the index keeps disagreeing
+#: with the board: something keeps evicting or deleting it).
+MAX_REPAIRS: Final = 3
+#: What a script says, instead of its answer, when the board's member index
+#: disagrees with the board (see ``leaderboard_lib``): nothing was written.
+DAMAGED: Final = b"damaged"
+#: What a read script says when a dense rank needs distinct scores not built
+#: yet: it built one more bounded step; ask again.
+BUILDING: Final = b"building"
 #: Lua's view of a bool.
 FLAG: Final[tuple[bytes, bytes]] = (b"0", b"1")
 #: Members whose current encoded entry a board object remembers (see ``Hints``).
@@ -50,11 +81,23 @@ def _script(name: str, *, writes: bool) -> Script:
 
 #: Every leaderboard script, by the name after ``leaderboard_``.
 SCRIPTS: Final[dict[str, Script]] = {
-    **{name: _script(name, writes=True) for name in ("submit", "increment", "remove", "view")},
+    **{
+        name: _script(name, writes=True)
+        for name in ("submit", "increment", "remove", "view", "heal")
+    },
     **{name: _script(name, writes=False) for name in ("rank", "range")},
 }
 _RANK: Final = SCRIPTS["rank"]
 _RANGE: Final = SCRIPTS["range"]
+_HEAL: Final = SCRIPTS["heal"]
+
+
+def signal(reply: Any) -> bytes | None:
+    """:data:`DAMAGED` or :data:`BUILDING` if a script answered that, else None."""
+    if type(reply) is list and len(reply) == 1 and reply[0] in (DAMAGED, BUILDING):
+        found: bytes = reply[0]
+        return found
+    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +108,7 @@ class Keys:
     m: bytes  # member -> prefix
     ds: bytes  # distinct scores
     seq: bytes  # tie-break counter (a view's freshness marker)
+    heal: bytes  # the member index while it is rebuilt
     expire_at: bytes = b"0"  # periodic boards: Unix seconds
     sources: tuple[bytes, ...] = ()  # a rolling view: the boards it sums up
 
@@ -72,7 +116,8 @@ class Keys:
     def of(cls, z: bytes, expire_at: bytes = b"0", sources: tuple[bytes, ...] = ()) -> Keys:
         derived = KeyBuilder.derived
         seq = derived(z, "built" if sources else "seq")
-        return cls(z, derived(z, "m"), derived(z, "ds"), seq, expire_at, sources)
+        m = derived(z, "m")
+        return cls(z, m, derived(z, "ds"), seq, derived(m, "heal"), expire_at, sources)
 
     @property
     def board(self) -> tuple[bytes, bytes, bytes, bytes]:
@@ -154,6 +199,36 @@ class Ranking(Generic[M]):
             return [await self._send(calls[0])]
         return list(await asyncio.gather(*(self._send(call) for call in calls)))
 
+    async def _ask(self, keys: Keys, calls: list[Call]) -> list[Any]:
+        """:meth:`_run` until no script answers :data:`DAMAGED` (the member index is
+        rebuilt first) or :data:`BUILDING` (each such answer built one more step)."""
+        repairs = 0
+        while True:
+            replies = await self._run(keys, calls)
+            found = {signal(reply) for reply in replies}
+            if found == {None}:
+                return replies
+            if DAMAGED in found:
+                repairs += 1
+                await self._repair(keys, repairs)
+
+    async def _repair(self, keys: Keys, attempt: int) -> None:
+        """Rebuild the board's member index (``attempt``: how many times this call has)."""
+        if attempt > MAX_REPAIRS:
+            raise RedisCommandError(
+                f"leaderboard {keys.z!r}: its member index keeps disagreeing with the "
+                f"board after {MAX_REPAIRS} rebuilds; is Redis evicting its keys? "
+                "(see docs/eviction.md)"
+            )
+        await self._rebuild_index(keys)
+
+    async def _rebuild_index(self, keys: Keys) -> None:
+        """Rebuild the member index from the board, a bounded step a round trip."""
+        args = (FLAG[self._desc], HEAL_STEP)
+        heal_keys = (*keys.board, keys.heal)
+        while not int(await self._ex.script(_HEAL, heal_keys, args, self._timeout)):
+            pass
+
     async def _send(self, call: Call) -> Any:
         script, keys, args = call
         if script is None:
@@ -171,16 +246,20 @@ class Ranking(Generic[M]):
         return not self._desc
 
     async def top(self, n: int = 10) -> list[LeaderboardEntry[M]]:
-        """The first ``n`` entries (fewer if the board is smaller), best first."""
-        count = positive_int(n, "n")
+        """The first ``n`` entries (fewer if the board is smaller), best first;
+        ``n`` is at most 1,000 (read further with :meth:`page`)."""
+        count = _bounded(n, "n")
         return await self._slice(0, count)
 
     async def page(self, page: int, size: int = 10) -> list[LeaderboardEntry[M]]:
-        """Page ``page`` (1-based) of ``size`` entries; the last page may be short,
-        a page past the end is empty."""
+        """Page ``page`` (1-based) of ``size`` entries (at most 1,000); the last page
+        may be short, a page past the end is empty."""
         number = positive_int(page, "page")
-        count = positive_int(size, "size")
-        return await self._slice((number - 1) * count, count)
+        count = _bounded(size, "size")
+        offset = (number - 1) * count
+        if offset >= _MAX_OFFSET:
+            raise ValueError(f"page must be at most {_MAX_OFFSET // count} with size={count}")
+        return await self._slice(offset, count)
 
     async def _slice(self, offset: int, count: int) -> list[LeaderboardEntry[M]]:
         keys: Keys = self._keys()
@@ -192,7 +271,7 @@ class Ranking(Generic[M]):
             first = offset + 1 if self._style == "position" else 1
             return self._entries(reply, offset, first)
         range_args = (FLAG[self._desc], self._style, b"page", offset, count)
-        (reply,) = await self._run(keys, [(_RANGE, self._read_keys(keys), range_args)])
+        (reply,) = await self._ask(keys, [(_RANGE, self._read_keys(keys), range_args)])
         return self._entries(reply[2:], int(reply[0]), int(reply[1]))
 
     def _entries(self, reply: Any, offset: int, first: int) -> list[LeaderboardEntry[M]]:
@@ -205,13 +284,18 @@ class Ranking(Generic[M]):
 
         Near either end of the board the window shifts instead of shrinking,
         so it always holds ``2 * radius + 1`` entries when the board has that
-        many. Empty if ``member`` is not on the board.
+        many. Empty if ``member`` is not on the board. ``radius`` is at most 500.
         """
         data = member_bytes(member)
         width = positive_int(radius, "radius", allow_zero=True)
+        if width > MAX_RADIUS:
+            raise ValueError(
+                f"radius must be at most {MAX_RADIUS} (one read returns at most "
+                f"{MAX_ENTRIES} entries; read further with page()), got {width}"
+            )
         keys: Keys = self._keys()
         args = (FLAG[self._desc], self._style, b"around", data, width)
-        (reply,) = await self._run(keys, [(_RANGE, self._read_keys(keys), args)])
+        (reply,) = await self._ask(keys, [(_RANGE, self._read_keys(keys), args)])
         if not reply:
             return []
         return self._entries(reply[2:], int(reply[0]), int(reply[1]))
@@ -264,7 +348,7 @@ class Ranking(Generic[M]):
             (_RANK, read_keys, head + tuple(order[i : i + CHUNK]))
             for i in range(0, len(order), CHUNK)
         ]
-        replies = await self._run(keys, calls)
+        replies = await self._ask(keys, calls)
         result: dict[Any, LeaderboardEntry[M]] = {}
         flat = [value for reply in replies for value in reply]
         for i, data in enumerate(order):
@@ -296,7 +380,7 @@ class Ranking(Generic[M]):
         """The rank script for one member: ``[score, rank, prefix]``, or None if it is not
         on the board; what it learns about the member's entry goes into the hints."""
         args = (FLAG[self._desc], style, data)
-        (reply,) = await self._run(keys, [(_RANK, read_keys, args)])
+        (reply,) = await self._ask(keys, [(_RANK, read_keys, args)])
         hints = self._hints
         if reply[0] is None:
             if hints is not None:
@@ -317,3 +401,18 @@ class Ranking(Generic[M]):
         if self._as_str:
             return given if isinstance(given, str) else data.decode("utf-8", "surrogateescape")
         return data
+
+
+#: Offsets past this are not a board's (2**53: Redis's ranks are exact below it).
+_MAX_OFFSET: Final = 2**53
+
+
+def _bounded(value: object, argname: str) -> int:
+    """A positive count of entries, at most :data:`MAX_ENTRIES`."""
+    count = positive_int(value, argname)
+    if count > MAX_ENTRIES:
+        raise ValueError(
+            f"{argname} must be at most {MAX_ENTRIES} (one read returns at most "
+            f"{MAX_ENTRIES} entries; read further with page()), got {count}"
+        )
+    return count

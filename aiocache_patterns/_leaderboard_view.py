@@ -105,6 +105,11 @@ class LeaderboardView(Ranking[M]):
                 raise reply
         return replies[1:]
 
+    async def _rebuild_index(self, keys: Keys) -> None:
+        """A view whose index was evicted is rebuilt whole (the view script checks that
+        too; this covers an eviction between that check and the read)."""
+        await self.refresh()
+
     async def refresh(self) -> None:
         """Rebuild the view now, whatever its age."""
         keys: Keys = self._keys()

@@ -24,8 +24,9 @@ from collections.abc import Callable, Iterable, Mapping
 from datetime import date, datetime, timedelta
 from typing import Any, Final, Literal, TypeAlias, get_args, overload
 
+from ._eviction import LEADERBOARD, PERIODIC_LEADERBOARD, warn_if_evictable
 from ._leaderboard_periods import KEY_WORDS, BoardPeriod, Span, as_utc, check_period, span_of
-from ._leaderboard_reads import CHUNK, FLAG, SCRIPTS, Hints, Keys, Ranking
+from ._leaderboard_reads import CHUNK, DAMAGED, FLAG, SCRIPTS, Hints, Keys, Ranking, signal
 from ._leaderboard_values import (
     RANK_STYLES,
     LeaderboardEntry,
@@ -40,6 +41,7 @@ from ._leaderboard_values import (
     score_arg,
 )
 from ._leaderboard_view import LeaderboardView, ViewAggregate
+from ._scripts import Script
 from ._validate import Seconds, callable_arg, positive_int, seconds
 from .keys import KeyBuilder, KeyT
 
@@ -190,6 +192,7 @@ class Leaderboard(Ranking[M]):
         self._static = Keys.of(self._base)
         self._hints = Hints()
         self._current: tuple[str, Keys] | None = None
+        self._eviction_checked = False
 
     def __repr__(self) -> str:
         period = f", period={self._period!r}" if self._period else ""
@@ -286,7 +289,7 @@ class Leaderboard(Ranking[M]):
         keys: Keys = self._keys()
         args = self._write_head(keys, keep) + packed([data], [value])
         self._hints.forget(data)
-        return bool(await self._ex.script(_SUBMIT, keys.board, args, self._timeout))
+        return bool(await self._write(keys, _SUBMIT, args))
 
     async def submit_many(
         self,
@@ -313,7 +316,7 @@ class Leaderboard(Ranking[M]):
         write_head: tuple[bytes, ...] = self._write_head(keys, keep)
         if len(members) <= CHUNK:
             args = write_head + packed(members, values)
-            return int(await self._ex.script(_SUBMIT, keys.board, args, self._timeout))
+            return int(await self._write(keys, _SUBMIT, args))
         members, values = by_score(members, values)
         # Several scripts per round trip, as EVAL: with EVALSHA, a NOSCRIPT
         # answer would have them resent after later ones, out of order.
@@ -324,14 +327,24 @@ class Leaderboard(Ranking[M]):
             for i in range(0, len(members), CHUNK)
         ]
         changed = 0
+        repairs = 0
         for i in range(0, len(calls), CALLS_PER_ROUND_TRIP):
             group = calls[i : i + CALLS_PER_ROUND_TRIP]
-            sent = min(len(members) - i * CHUNK, CALLS_PER_ROUND_TRIP * CHUNK)
-            deadline = self._timeout + sent * BULK_SECONDS_PER_MEMBER
-            for reply in await self._ex.commands(group, deadline):
-                if isinstance(reply, BaseException):
-                    raise reply
-                changed += int(reply)
+            deadline = self._timeout + len(group) * CHUNK * BULK_SECONDS_PER_MEMBER
+            while group:
+                refused: list[tuple[Any, ...]] = []
+                replies = await self._ex.commands(group, deadline)
+                for call, reply in zip(group, replies, strict=True):
+                    if isinstance(reply, BaseException):
+                        raise reply
+                    if int(reply) < 0:
+                        refused.append(call)  # the index was damaged: nothing written
+                    else:
+                        changed += int(reply)
+                if refused:
+                    repairs += 1
+                    await self._repair(keys, repairs)
+                group = refused
         return changed
 
     async def increment(self, member: KeyT, amount: float = 1) -> int | float:
@@ -356,7 +369,7 @@ class Leaderboard(Ranking[M]):
             exact,
         )
         self._hints.forget(data)
-        reply = await self._ex.script(_INCREMENT, keys.board, args, self._timeout)
+        reply = await self._write(keys, _INCREMENT, args)
         if reply[0] == b"ok":
             return parse_score(reply[1])
         if reply[0] == b"inexact":
@@ -371,7 +384,22 @@ class Leaderboard(Ranking[M]):
         data = member_bytes(member)
         keys: Keys = self._keys()
         self._hints.forget(data)
-        return bool(await self._ex.script(_REMOVE, keys.board, (data,), self._timeout))
+        return bool(await self._write(keys, _REMOVE, (data,)))
+
+    async def _write(self, keys: Keys, script: Script, args: tuple[Any, ...]) -> Any:
+        """Run a write script; when it refused because the board's member index
+        disagrees with the board (evicted, deleted), rebuild the index and run it again."""
+        if not self._eviction_checked:
+            self._eviction_checked = True
+            risk = PERIODIC_LEADERBOARD if self._period else LEADERBOARD
+            warn_if_evictable(self._ex, risk)
+        repairs = 0
+        while True:
+            reply = await self._ex.script(script, keys.board, args, self._timeout)
+            if not (reply == -1 or signal(reply) == DAMAGED):
+                return reply
+            repairs += 1
+            await self._repair(keys, repairs)
 
     async def clear(self) -> None:
         """Delete the whole board (for a periodic board: the current period's).

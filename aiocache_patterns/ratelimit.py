@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import functools
 import logging
-import secrets
+import math
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, Literal, ParamSpec, TypeVar, get_args
 
+from ._eviction import RATE_LIMITER, warn_if_evictable
 from ._executor import executor_for
 from ._scripts import Script, load_script
 from ._templates import KeyTemplate
@@ -128,7 +129,8 @@ class RateLimiterStats:
 
     allowed: int = 0
     denied: int = 0
-    #: Decisions made without Redis (counted in allowed/denied too).
+    #: Hits decided without Redis, by ``fail_open`` (degraded; counted in allowed/denied
+    #: too). Watch it: a security limit that fails open lets these through.
     errors: int = 0
 
 
@@ -189,7 +191,10 @@ class RateLimiter:
             self._rate_args += [str(rate.limit).encode(), str(rate.window_us).encode()]
         self._max_cost = min(r.limit for r in self._rates)
         self._allowed = self._denied = self._errors = 0
-        self._last_error_log = 0.0
+        self._namespace = namespace
+        self._unlogged = 0
+        self._last_error_log = -math.inf
+        self._eviction_checked = False
 
     @property
     def rates(self) -> tuple[Rate, ...]:
@@ -216,7 +221,8 @@ class RateLimiter:
 
     async def reset(self, key: KeyT) -> None:
         """Forget ``key``'s usage: its full quota is available again."""
-        commands = [("DEL", k) for k in self._redis_keys(self._keys.key(key))]
+        # UNLINK: a big sliding log is freed in the background, not while Redis waits.
+        commands = [("UNLINK", k) for k in self._redis_keys(self._keys.key(key))]
         for reply in await self._executor.commands(commands, self._timeout):
             if isinstance(reply, BaseException):
                 raise reply
@@ -257,25 +263,19 @@ class RateLimiter:
         return value
 
     def _redis_keys(self, base: bytes) -> list[bytes]:
-        keys = []
-        for suffix in self._suffixes:
-            key = KeyBuilder.derived(base, suffix)
-            keys.append(key)
-            if self._algorithm == "sliding_log":
-                keys.append(KeyBuilder.derived(key, "sum"))
-        return keys
+        return [KeyBuilder.derived(base, suffix) for suffix in self._suffixes]
 
     async def _decide(self, key: KeyT, cost: int, mode: str) -> RateLimitResult:
         keys = self._redis_keys(self._keys.key(key))
         args: list[Any] = [_MODES[mode], _COSTS[cost] if cost < len(_COSTS) else cost]
-        args.append(self._rate_args[0])
-        if self._algorithm == "sliding_log":
-            args.append(secrets.token_hex(8))
-        args += self._rate_args[1:]
+        args += self._rate_args
+        if not self._eviction_checked:
+            self._eviction_checked = True
+            warn_if_evictable(self._executor, RATE_LIMITER)
         try:
             reply = await self._executor.script(self._script, keys, args, self._timeout)
         except RedisUnavailable as exc:
-            return self._degraded(cost, exc)
+            return self._degraded(cost, exc, counted=mode == "hit")
         allowed = int(reply[0]) == 1
         rate = self._rates[int(reply[1]) - 1]
         if mode == "hit":
@@ -288,24 +288,37 @@ class RateLimiter:
             limit=rate.limit,
             remaining=int(reply[2]),
             reset_after=max(0, int(reply[3])) / 1_000_000,
-            retry_after=0.0 if allowed else max(0, int(reply[4])) / 1_000_000,
+            retry_after=0.0 if allowed else max(1, int(reply[4])) / 1_000_000,
             window=rate.window,
         )
 
-    def _degraded(self, cost: int, exc: RedisUnavailable) -> RateLimitResult:
-        self._errors += 1
+    def _degraded(self, cost: int, exc: RedisUnavailable, *, counted: bool) -> RateLimitResult:
+        """A decision without Redis: ``fail_open`` decides. A hit is counted in
+        ``stats.errors``; every such decision is logged, at most one line a second
+        saying how many were made since the last line."""
+        if counted:
+            self._errors += 1
+            if self._fail_open:
+                self._allowed += 1
+            else:
+                self._denied += 1
+        self._unlogged += 1
         now = time.monotonic()
         if now - self._last_error_log >= 1.0:
             self._last_error_log = now
-            policy = "allowing" if self._fail_open else "denying"
-            logger.warning("rate limiter cannot reach Redis (%s); %s hits", exc, policy)
+            policy = "ALLOWING hits (fail_open=True)" if self._fail_open else "denying hits"
+            logger.warning(
+                "rate limiter %r: Redis unavailable (%s); %s without it: "
+                "%d decision(s) since the last message, %d hit(s) in all",
+                self._namespace,
+                exc,
+                policy,
+                self._unlogged,
+                self._errors,
+            )
+            self._unlogged = 0
         rate = min(self._rates, key=lambda r: r.limit)
-        if self._fail_open:
-            self._allowed += 1
-            remaining = rate.limit - cost
-        else:
-            self._denied += 1
-            remaining = 0
+        remaining = rate.limit - cost if self._fail_open else 0
         return RateLimitResult(
             allowed=self._fail_open,
             limit=rate.limit,

@@ -41,6 +41,13 @@ ALGORITHMS: tuple[Algorithm, ...] = get_args(Algorithm)
 PEER = ("198.51.100.7", 40000)
 PROXY = ("10.0.0.1", 40000)
 HEADERS = ("ratelimit", "ratelimit-policy", "retry-after")
+#: The middleware's 429 body: an RFC 9457 problem (with FastAPI's ``detail`` too).
+PROBLEM_429 = {
+    "type": "about:blank",
+    "title": "Too Many Requests",
+    "status": 429,
+    "detail": "Too Many Requests",
+}
 
 
 def _client(app: ASGIApp, client: tuple[str, int] = PEER) -> httpx.AsyncClient:
@@ -125,8 +132,8 @@ async def test_middleware_counts_down_then_answers_429(redis: Any, make_app: App
         assert 59 <= int(fields["t"]) <= 60  # the fixed window ends 60 s after the first hit
         assert "retry-after" not in response.headers
     assert denied.status_code == 429
-    assert denied.headers["content-type"] == "application/json"
-    assert denied.json() == {"detail": "Too Many Requests"}
+    assert denied.headers["content-type"] == "application/problem+json"
+    assert denied.json() == PROBLEM_429
     assert denied.headers["ratelimit-policy"] == '"api";q=3;w=60'
     assert _limit_header(denied)["r"] == "0"
     assert 59 <= int(denied.headers["retry-after"]) <= 60
@@ -346,7 +353,7 @@ async def test_websocket_connections_limited_when_asked(redis: Any) -> None:
     assert start["type"] == "websocket.http.response.start"
     assert start["status"] == 429
     assert int(dict(start["headers"])[b"retry-after"]) > 0
-    assert json.loads(body["body"]) == {"detail": "Too Many Requests"}
+    assert json.loads(body["body"]) == PROBLEM_429
     assert calls == ["websocket:/ws"]
 
 
@@ -442,7 +449,9 @@ async def test_redis_down_follows_fail_open(fail_open: bool) -> None:
     else:
         assert [r.status_code for r in responses] == [503] * 5
         assert all(r.headers["retry-after"] == "1" for r in responses)
-        assert all(r.json() == {"detail": "Service Unavailable"} for r in responses)
+        detail = {"detail": "Service Unavailable"}
+        problem = {"type": "about:blank", "title": "Service Unavailable", "status": 503} | detail
+        assert [r.json() for r in responses] == [problem] * 3 + [detail] * 2
         assert calls == []
 
 
@@ -459,7 +468,7 @@ def _scope(client: tuple[str, int] | None, *forwarded: bytes) -> Scope:
 
 def test_client_ip_normalises_and_ignores_headers() -> None:
     assert client_ip(_scope(("::ffff:10.0.0.1", 1), b"1.2.3.4")) == "10.0.0.1"
-    assert client_ip(_scope(("2001:DB8:0:0::1", 1))) == "2001:db8::1"
+    assert client_ip(_scope(("2001:DB8:0:0::1", 1))) == "2001:db8::/64"  # a client's /64
     assert client_ip(_scope(("testclient", 50000))) == "testclient"
     assert client_ip(_scope(None, b"1.2.3.4")) == UNKNOWN_CLIENT
     assert client_ip({"type": "http"}) == UNKNOWN_CLIENT
@@ -474,7 +483,7 @@ def test_forwarded_ip_reads_the_chain_from_the_right() -> None:
     assert forwarded_ip(3)(scope) == "1.1.1.1"
     assert forwarded_ip(9)(scope) == "1.1.1.1"  # a short chain: its left-most entry
     assert forwarded_ip()(_scope(PROXY)) == PROXY[0]
-    assert forwarded_ip()(_scope(PROXY, b"[2001:db8::1]:443")) == "2001:db8::1"
+    assert forwarded_ip()(_scope(PROXY, b"[2001:db8::1]:443")) == "2001:db8::/64"
     assert forwarded_ip()(_scope(PROXY, b"203.0.113.7:5123")) == "203.0.113.7"
     assert forwarded_ip()(_scope(PROXY, b"1.1.1.1, ::ffff:203.0.113.7")) == "203.0.113.7"
 
@@ -482,7 +491,8 @@ def test_forwarded_ip_reads_the_chain_from_the_right() -> None:
     assert trusted(_scope(PROXY, b"1.1.1.1, 5.5.5.5, 192.0.2.1, 10.1.1.1")) == "5.5.5.5"
     assert trusted(_scope(("8.8.8.8", 1), b"1.1.1.1")) == "8.8.8.8"
     assert trusted(_scope(PROXY, b"unknown")) == "unknown"
-    assert trusted(_scope(PROXY, b"10.0.0.2, 10.0.0.3")) == "10.0.0.2"  # all ours
+    # all ours: the address the peer saw (the entries left of it may be a client's)
+    assert trusted(_scope(PROXY, b"10.0.0.2, 10.0.0.3")) == "10.0.0.3"
     assert trusted(Request(_scope(PROXY, b"4.4.4.4"))) == "4.4.4.4"
 
 
@@ -491,7 +501,11 @@ def test_forwarded_ip_reads_the_chain_from_the_right() -> None:
     [
         ({"trusted_hops": 0}, ValueError, "trusted_hops"),
         ({"trusted_hops": 1.5}, TypeError, "trusted_hops"),
-        ({"trusted_hops": 1, "trusted_proxies": ["10.0.0.1"]}, TypeError, "not both"),
+        ({"trusted_hops": 33}, ValueError, "trusted_hops"),
+        ({"header": "x-client-ip"}, ValueError, "header"),
+        ({"ipv6_prefix": 0}, ValueError, "ipv6_prefix"),
+        ({"ipv6_prefix": 129}, ValueError, "ipv6_prefix"),
+        ({"ipv4_prefix": 33}, ValueError, "ipv4_prefix"),
         ({"trusted_proxies": "10.0.0.1"}, TypeError, "trusted_proxies"),
         ({"trusted_proxies": []}, ValueError, "trusted_proxies"),
         ({"trusted_proxies": ["10.0.0.300"]}, ValueError, "trusted_proxies"),

@@ -8,6 +8,7 @@ fakeredis, Redis and, where configured, a Redis Cluster.
 from __future__ import annotations
 
 import asyncio
+import http
 import logging
 import re
 from collections.abc import AsyncIterator, Iterator
@@ -17,6 +18,7 @@ from datetime import datetime, time, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
+import fakeredis
 import httpx
 import pytest
 import redis.asyncio as aioredis
@@ -24,6 +26,7 @@ from fastapi import FastAPI
 
 from examples.blog_api import Blog, blog_of, create_app
 from examples.blog_api.app import FAKEREDIS_LABEL
+from examples.blog_api.auth import Identity, tokens_from_env
 from examples.blog_api.db import PostRow, StaleFencingToken
 from examples.blog_api.jobs import NightlyJob, nightly_scheduler, seconds_until
 from tests._backends import Backend, Client
@@ -35,16 +38,46 @@ RATELIMIT = re.compile(r'"(?P<policy>[^"]+)";r=(?P<r>\d+);t=(?P<t>\d+)')
 POLICY = re.compile(r'"(?P<policy>[^"]+)";q=(?P<q>\d+);w=(?P<w>\d+)')
 
 
+#: Who may write, in these tests: ann (an admin) and bo, with their bearer tokens.
+ANN, BO = "ann-" + "a" * 20, "bo-" + "b" * 20
+TOKENS = {"ann": ANN, "bo": BO}
+
+
+def make_app(redis: Any = None, database: Any = None, **options: Any) -> FastAPI:
+    """``create_app`` with this module's users (ann is an admin)."""
+    options.setdefault("tokens", TOKENS)
+    options.setdefault("admins", {"ann"})
+    if database is not None:
+        options["database"] = database
+    return create_app(redis, **options)
+
+
 @asynccontextmanager
-async def serving(app: FastAPI, peer: tuple[str, int] = PEER) -> AsyncIterator[httpx.AsyncClient]:
-    """The app started (its lifespan entered) and a client on it, as ``peer``."""
-    async with app.router.lifespan_context(app), client_for(app, peer) as client:
+async def serving(
+    app: FastAPI, peer: tuple[str, int] = PEER, token: str | None = ANN
+) -> AsyncIterator[httpx.AsyncClient]:
+    """The app started (its lifespan entered) and a client on it, as ``peer``,
+    sending ``token`` (ann's by default; None: no Authorization header)."""
+    async with app.router.lifespan_context(app), client_for(app, peer, token) as client:
         yield client
 
 
-def client_for(app: FastAPI, peer: tuple[str, int]) -> httpx.AsyncClient:
+def client_for(app: FastAPI, peer: tuple[str, int], token: str | None = ANN) -> httpx.AsyncClient:
     transport = httpx.ASGITransport(app=app, client=peer)
-    return httpx.AsyncClient(transport=transport, base_url="http://testserver")
+    headers = {"authorization": f"Bearer {token}"} if token else {}
+    return httpx.AsyncClient(transport=transport, base_url="http://testserver", headers=headers)
+
+
+def problem(status: int, detail: str | None = None) -> dict[str, Any]:
+    """The RFC 9457 document the app answers an error with."""
+    body: dict[str, Any] = {
+        "type": "about:blank",
+        "title": http.HTTPStatus(status).phrase,
+        "status": status,
+    }
+    if detail is not None:
+        body["detail"] = detail
+    return body
 
 
 @dataclass
@@ -56,8 +89,10 @@ class Api:
     def blog(self) -> Blog:
         return blog_of(self.app)
 
-    async def new_post(self, title: str, author: str = "ann") -> int:
-        response = await self.http.post("/posts", json={"title": title, "author": author})
+    async def new_post(self, title: str, token: str = ANN) -> int:
+        response = await self.http.post(
+            "/posts", json={"title": title}, headers={"authorization": f"Bearer {token}"}
+        )
         assert response.status_code == 201, response.text
         post_id = response.json()["id"]
         assert isinstance(post_id, int)
@@ -77,7 +112,7 @@ class Api:
 
 @pytest.fixture
 async def api(redis: Client, tmp_path: Path) -> AsyncIterator[Api]:
-    app = create_app(redis, tmp_path / "blog.db", nightly_at=None)
+    app = make_app(redis, tmp_path / "blog.db", nightly_at=None)
     async with serving(app) as http:
         yield Api(app, http)
 
@@ -132,9 +167,7 @@ async def test_concurrent_reads_of_a_cold_post_reach_the_database_once(api: Api)
 
 
 async def test_a_new_post_is_written_through_to_the_cache(api: Api) -> None:
-    response = await api.http.post(
-        "/posts", json={"title": "Hello", "body": "first!", "author": "ann"}
-    )
+    response = await api.http.post("/posts", json={"title": "Hello", "body": "first!"})
     assert response.status_code == 201
     post = response.json()
     assert response.headers["location"] == f"/posts/{post['id']}"
@@ -183,8 +216,8 @@ async def test_an_update_invalidates_the_cached_post(api: Api) -> None:
 
 
 async def test_bad_input_is_refused(api: Api) -> None:
-    assert (await api.http.post("/posts", json={"title": "", "author": "a"})).status_code == 422
-    assert (await api.http.post("/posts", json={"title": "no author"})).status_code == 422
+    assert (await api.http.post("/posts", json={"title": ""})).status_code == 422
+    assert (await api.http.post("/posts", json={})).status_code == 422
     assert (await api.http.get("/posts/abc")).status_code == 422
     assert (await api.http.get("/posts/top?n=0")).status_code == 422
 
@@ -231,7 +264,7 @@ async def test_likes_reorder_the_top_posts_ties_by_who_got_there_first(
 
 
 async def test_each_client_ip_is_limited_with_headers(redis: Client, tmp_path: Path) -> None:
-    app = create_app(redis, tmp_path / "blog.db", rate_limit=3, nightly_at=None)
+    app = make_app(redis, tmp_path / "blog.db", rate_limit=3, nightly_at=None)
     async with serving(app) as http:
         for remaining in (2, 1, 0):
             response = await http.get("/posts/top")
@@ -241,7 +274,8 @@ async def test_each_client_ip_is_limited_with_headers(redis: Client, tmp_path: P
 
         refused = await http.get("/posts/top")
         assert refused.status_code == 429
-        assert refused.json() == {"detail": "Too Many Requests"}
+        assert refused.headers["content-type"] == "application/problem+json"
+        assert refused.json() == problem(429, "Too Many Requests")
         assert limits(refused) == {"per-ip": (0, 3)}
         policy = POLICY.fullmatch(refused.headers["ratelimit-policy"])
         assert policy is not None
@@ -257,7 +291,7 @@ async def test_each_client_ip_is_limited_with_headers(redis: Client, tmp_path: P
 
 
 async def test_write_routes_have_a_stricter_limit(redis: Client, tmp_path: Path) -> None:
-    app = create_app(redis, tmp_path / "blog.db", write_limit=2, nightly_at=None)
+    app = make_app(redis, tmp_path / "blog.db", write_limit=2, nightly_at=None)
     async with serving(app) as http:
         api = Api(app, http)
         post_id = await api.new_post("one")
@@ -265,7 +299,7 @@ async def test_write_routes_have_a_stricter_limit(redis: Client, tmp_path: Path)
         assert liked.status_code == 200
         assert limits(liked) == {"writes": (0, 2), "per-ip": (98, 100)}
 
-        refused = await http.post("/posts", json={"title": "two", "author": "ann"})
+        refused = await http.post("/posts", json={"title": "two"})
         assert refused.status_code == 429
         assert limits(refused)["writes"] == (0, 2)
         assert int(refused.headers["retry-after"]) >= 1
@@ -296,7 +330,7 @@ async def test_the_nightly_job_saves_likes_and_is_refused_while_another_holder_r
     held_token = holder.lease.fencing_token
     busy = await api.http.post("/jobs/nightly")
     assert busy.status_code == 409
-    assert busy.json() == {"detail": "the nightly job is already running"}
+    assert busy.json() == problem(409, "the nightly job is already running")
     assert await api.blog.db.stored_likes() == {}
     assert (await api.http.get("/jobs/nightly")).status_code == 404
     await holder.release()
@@ -410,18 +444,18 @@ async def test_the_database_is_created_on_first_run_and_kept(
     redis: Client, tmp_path: Path
 ) -> None:
     path = tmp_path / "data" / "blog.db"
-    app = create_app(redis, path)  # with its nightly scheduler, stopped at shutdown
+    app = make_app(redis, path)  # with its nightly scheduler, stopped at shutdown
     async with serving(app) as http:
         assert await Api(app, http).new_post("Kept") == 1
     assert path.exists()
 
-    async with serving(create_app(redis, path, nightly_at=None)) as http:
+    async with serving(make_app(redis, path, nightly_at=None)) as http:
         assert (await http.get("/posts/1")).json()["title"] == "Kept"
 
     # A new database file under the same Redis: nothing cached for the old one shows.
     for leftover in tmp_path.joinpath("data").iterdir():
         leftover.unlink()
-    async with serving(create_app(redis, path, nightly_at=None)) as http:
+    async with serving(make_app(redis, path, nightly_at=None)) as http:
         assert (await http.get("/posts/1")).status_code == 404
         assert (await http.get("/posts/top")).json() == []
 
@@ -433,10 +467,10 @@ async def test_the_app_connects_to_the_redis_at_redis_url(
     if backend.is_cluster or backend.url is None:
         pytest.skip("the app connects by URL to a standalone server")
     monkeypatch.setenv("REDIS_URL", backend.url)
-    app = create_app(database=tmp_path / "blog.db", nightly_at=None)
+    app = make_app(database=tmp_path / "blog.db", nightly_at=None)
     async with serving(app) as http:
-        health = (await http.get("/health")).json()
-        assert (health["status"], health["redis"]) == ("ok", backend.url)
+        assert (await http.get("/health")).json() == {"status": "ok"}
+        assert (await http.get("/admin/stats")).json()["redis"] == backend.url
         api = Api(app, http)
         await api.like(await api.new_post("Stored in the real Redis"))
     check = await backend.client()
@@ -448,12 +482,11 @@ async def test_with_no_redis_the_app_falls_back_to_fakeredis(
 ) -> None:
     monkeypatch.setenv("REDIS_URL", "redis://127.0.0.1:1/0")  # nothing listens on port 1
     caplog.set_level(logging.INFO, logger="examples.blog_api")
-    app = create_app(database=tmp_path / "blog.db", nightly_at=None)
+    app = make_app(database=tmp_path / "blog.db", nightly_at=None)
     assert "falling back to an in-process fakeredis" in caplog.text
     async with serving(app) as http:
-        health = await http.get("/health")
-        assert health.json()["redis"] == FAKEREDIS_LABEL
-        assert health.json()["status"] == "ok"
+        assert (await http.get("/health")).json() == {"status": "ok"}
+        assert (await http.get("/admin/stats")).json()["redis"] == FAKEREDIS_LABEL
         api = Api(app, http)
         post_id = await api.new_post("Works without Redis")
         await api.like(post_id)
@@ -461,15 +494,18 @@ async def test_with_no_redis_the_app_falls_back_to_fakeredis(
         assert (await http.post("/jobs/nightly")).status_code == 200
 
 
-async def test_health_reports_the_cache_and_the_database(api: Api, tmp_path: Path) -> None:
+async def test_admin_stats_report_the_cache_and_the_database(api: Api, tmp_path: Path) -> None:
     post_id = await api.new_post("A")
     await api.http.get(f"/posts/{post_id}")
-    health = (await api.http.get("/health")).json()
-    assert health["status"] == "ok"
-    assert health["database"] == str(tmp_path / "blog.db")
-    assert health["db_post_reads"] == 0
-    assert health["cache"]["hits"] == 1
-    assert health["nightly_lock"] == api.blog.nightly.lock_name
+    stats = (await api.http.get("/admin/stats")).json()
+    assert stats["database"] == str(tmp_path / "blog.db")
+    assert stats["db_post_reads"] == 0
+    assert stats["cache"]["hits"] == 1
+    assert stats["nightly_lock"] == api.blog.nightly.lock_name
+    as_bo = await api.http.get("/admin/stats", headers={"authorization": f"Bearer {BO}"})
+    assert as_bo.status_code == 403  # not an admin
+    anonymous = await api.http.get("/admin/stats", headers={"authorization": ""})
+    assert anonymous.status_code == 401
 
 
 async def test_with_redis_down_reads_fail_open_and_what_needs_redis_is_a_503(
@@ -477,7 +513,7 @@ async def test_with_redis_down_reads_fail_open_and_what_needs_redis_is_a_503(
 ) -> None:
     dead = aioredis.Redis.from_url("redis://127.0.0.1:1/0")  # nothing listens on port 1
     try:
-        app = create_app(dead, tmp_path / "blog.db", nightly_at=None)
+        app = make_app(dead, tmp_path / "blog.db", nightly_at=None)
         async with serving(app) as http:
             post_id = await Api(app, http).new_post("Written to SQLite")  # write-through: DB only
             read = await http.get(f"/posts/{post_id}")
@@ -490,8 +526,95 @@ async def test_with_redis_down_reads_fail_open_and_what_needs_redis_is_a_503(
                 refused = await http.request(method, path)
                 assert refused.status_code == 503, (path, refused.text)
                 assert refused.headers["retry-after"] == "1"
-            health = (await http.get("/health")).json()
-            assert health["status"].startswith("degraded")
-            assert health["cache"]["errors"] >= 1
+                # a problem document, and nothing of the exception (host, port, errno)
+                assert refused.headers["content-type"] == "application/problem+json"
+                assert refused.json().keys() == {"type", "title", "status", "detail"}
+                assert not any(word in refused.text for word in ("127.0.0.1", "port", "Errno"))
+            assert (await http.get("/health")).json() == {"status": "degraded"}
+            assert (await http.get("/admin/stats")).json()["cache"]["errors"] >= 1
     finally:
         await dead.aclose()
+
+
+# -- safe habits: tokens on writes, bounded ids, a quiet /health, problem documents -------------
+
+
+async def test_every_write_needs_a_token_and_the_author_is_whoever_wrote(api: Api) -> None:
+    anonymous = {"authorization": ""}
+    wrong = {"authorization": "Bearer " + "x" * 30}
+    for method, path, body in (
+        ("POST", "/posts", {"title": "spam"}),
+        ("PUT", "/posts/1", {"title": "defaced", "body": "!"}),
+        ("POST", "/posts/1/like", None),
+        ("POST", "/jobs/nightly", None),
+    ):
+        for headers in (anonymous, wrong):
+            refused = await api.http.request(method, path, json=body, headers=headers)
+            assert refused.status_code == 401, (method, path, refused.text)
+            assert refused.headers["www-authenticate"] == "Bearer"
+            assert refused.json() == problem(401, "a valid bearer token is required")
+    assert await api.top() == []  # nothing was written
+    assert (await api.http.get("/posts/1")).status_code == 404
+
+    post_id = await api.new_post("ann's", token=ANN)
+    assert (await api.http.get(f"/posts/{post_id}")).json()["author"] == "ann"
+    claimed = await api.http.post("/posts", json={"title": "x", "author": "ann"})
+    assert claimed.status_code == 422  # the author is not the client's to say
+
+    as_bo = {"authorization": f"Bearer {BO}"}
+    defaced = await api.http.put(
+        f"/posts/{post_id}", json={"title": "x", "body": ""}, headers=as_bo
+    )
+    assert defaced.status_code == 403
+    assert (await api.http.get(f"/posts/{post_id}")).json()["title"] == "ann's"
+    job = await api.http.post("/jobs/nightly", headers=as_bo)
+    assert job.status_code == 403  # bo is no admin
+    liked = await api.http.post(f"/posts/{post_id}/like", headers=as_bo)
+    assert liked.status_code == 200  # but may like
+    bos = await api.new_post("bo's", token=BO)
+    assert (await api.http.get(f"/posts/{bos}")).json()["author"] == "bo"
+
+
+def test_tokens_must_be_long_enough_and_come_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    with pytest.raises(ValueError, match="too short"):
+        create_app(fakeredis.FakeAsyncRedis(), ":memory:", tokens={"ann": "secret"})
+    with pytest.raises(ValueError, match="admins"):
+        create_app(fakeredis.FakeAsyncRedis(), ":memory:", tokens=TOKENS, admins={"eve"})
+    monkeypatch.setenv("BLOG_TOKENS", f"ann={ANN}, bo={BO}")
+    monkeypatch.setenv("BLOG_ADMINS", "bo")
+    users = tokens_from_env()
+    assert users.identify(f"Bearer {BO}") == Identity("bo", admin=True)
+    assert users.identify(f"bearer {ANN}") == Identity("ann", admin=False)
+
+
+async def test_ids_are_bounded(api: Api) -> None:
+    for path in ("/posts/99999999999999999999", "/posts/0", "/posts/-1"):
+        refused = await api.http.get(path)
+        assert refused.status_code == 422, (path, refused.text)  # not a 500 (OverflowError)
+        assert refused.headers["content-type"] == "application/problem+json"
+        assert refused.json()["errors"][0]["loc"] == ["path", "post_id"]
+        assert "99999999999999999999" not in refused.text  # the input is not echoed
+    put = await api.http.put("/posts/99999999999999999999", json={"title": "x", "body": ""})
+    assert put.status_code == 422
+    assert (await api.http.get(f"/posts/{2**63 - 1}")).status_code == 404
+
+
+async def test_health_says_only_whether_the_app_is_healthy(api: Api, tmp_path: Path) -> None:
+    health = await api.http.get("/health", headers={"authorization": ""})
+    assert health.json() == {"status": "ok"}
+    assert str(tmp_path) not in health.text
+    assert api.blog.nightly.lock_name not in health.text
+
+
+async def test_ipv6_clients_of_one_64_share_the_per_ip_limit(
+    redis: Client, tmp_path: Path
+) -> None:
+    app = make_app(redis, tmp_path / "blog.db", rate_limit=5, nightly_at=None)
+    statuses = []
+    async with serving(app, ("2001:db8:77::1", 1)):
+        for i in range(20):
+            async with client_for(app, (f"2001:db8:77::{i + 1:x}", 40000)) as client:
+                statuses.append((await client.get("/posts/top")).status_code)
+    assert statuses.count(200) == 5

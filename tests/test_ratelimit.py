@@ -26,7 +26,9 @@ async def test_concurrent_hits_never_over_admit(redis: Any, algorithm: Algorithm
     # A long window: GCRA and the token bucket refill one hit per window / limit
     # (here 36 s), so a burst slower than 0.6 s (fakeredis on a busy machine) would
     # rightly admit a 101st with window=60.
-    limiter = RateLimiter(redis, limit=100, window=3600, algorithm=algorithm)
+    # A generous timeout: 1,000 scripts at once take fakeredis a while on a busy
+    # machine, and a timed-out hit would be admitted (degraded), not what is tested.
+    limiter = RateLimiter(redis, limit=100, window=3600, algorithm=algorithm, timeout=20)
     results = await asyncio.gather(*(limiter.hit("user:1") for _ in range(1000)))
     admitted = sum(r.allowed for r in results)
     # exact algorithms admit exactly the limit; the weighted counter never more
@@ -234,7 +236,7 @@ def test_degraded_results_advertise_no_quota() -> None:
 
 async def test_sliding_log_refusals_stay_cheap_with_a_big_limit(redis: Any) -> None:
     """retry_after reads only the oldest entries it needs, not the whole log."""
-    limiter = RateLimiter(redis, limit=2000, window=60, algorithm="sliding_log")
+    limiter = RateLimiter(redis, limit=2000, window=60, algorithm="sliding_log", timeout=20)
     await asyncio.gather(*(limiter.hit("big") for _ in range(2000)))
     denied = await limiter.hit("big", cost=3)
     assert not denied.allowed

@@ -6,7 +6,8 @@ so it imports no framework. Each HTTP request is one hit of a
 :class:`~aiocache_patterns.RateLimiter`: allowed requests get the IETF draft's
 ``RateLimit`` and ``RateLimit-Policy`` headers added to the app's response;
 denied ones are answered ``429`` with ``Retry-After``, the same two headers
-and a small JSON body, without calling the app.
+and an RFC 9457 problem document (``application/problem+json``), without
+calling the app.
 
 :class:`RateLimitDependency` is the same decision as a FastAPI dependency, for
 one route or one router (it needs Starlette, which FastAPI brings).
@@ -14,9 +15,12 @@ one route or one router (it needs Starlette, which FastAPI brings).
 Whom to count is a *key function*: it gets the ASGI scope (the dependency's
 gets the ``Request``, which is a mapping over the same scope) and returns a
 ``str``/``bytes`` key, or ``None`` to leave the request unlimited. It may be
-``async``. The default, :func:`client_ip`, is the connection's peer address;
-``X-Forwarded-For`` is read only by :func:`forwarded_ip`, and only as far as
-you say you trust it. See docs/rate-limiting.md.
+``async``. The default, :func:`client_ip`, is the connection's peer address
+(IPv6 grouped by /64; :func:`peer_ip` for other prefixes); forwarding headers
+(``X-Forwarded-For``, ``Forwarded``, ``X-Real-IP``) are read only by
+:func:`forwarded_ip`, only from a peer that is one of your proxies, and only
+as far as your proxies wrote them. See docs/rate-limiting.md and
+docs/security.md.
 
 When Redis cannot be asked, the limiter's ``fail_open`` decides and the result
 is ``degraded``: an allowed request passes *without* ``RateLimit`` headers (the
@@ -28,7 +32,6 @@ from __future__ import annotations
 
 import http
 import inspect
-import ipaddress
 import json
 import math
 from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, MutableMapping
@@ -36,6 +39,15 @@ from typing import TYPE_CHECKING, Any, Final, TypeAlias
 
 from .._validate import positive_int
 from ..ratelimit import RateLimiter, RateLimitResult
+from ._client_keys import (
+    DEFAULT_TRUSTED_PROXIES,
+    MAX_CHAIN,
+    UNKNOWN_CLIENT,
+    ForwardingHeader,
+    client_ip,
+    forwarded_ip,
+    peer_ip,
+)
 
 try:  # Starlette is optional: only RateLimitDependency needs it.
     from starlette.exceptions import HTTPException
@@ -46,8 +58,11 @@ except ImportError:  # pragma: no cover - exercised only without starlette insta
         HTTPException = Request = Response = None
 
 __all__ = [
+    "DEFAULT_TRUSTED_PROXIES",
+    "MAX_CHAIN",
     "UNKNOWN_CLIENT",
     "ASGIApp",
+    "ForwardingHeader",
     "Key",
     "KeyFunc",
     "Message",
@@ -58,6 +73,7 @@ __all__ = [
     "Send",
     "client_ip",
     "forwarded_ip",
+    "peer_ip",
 ]
 
 #: An ASGI connection scope (``scope["type"]`` is ``"http"``, ``"websocket"``, ...).
@@ -73,138 +89,10 @@ Key: TypeAlias = "str | bytes | None"
 #: A key function of the middleware: the ASGI scope in, a :data:`Key` out (maybe awaited).
 KeyFunc: TypeAlias = Callable[[Scope], "Key | Awaitable[Key]"]
 
-#: The key of every request whose peer address is unknown (no ``scope["client"]``,
-#: e.g. a Unix socket): they share one quota rather than escape the limit.
-UNKNOWN_CLIENT: Final = "unknown"
-
-_JSON: Final = (b"content-type", b"application/json")
+_PROBLEM_JSON: Final = (b"content-type", b"application/problem+json")
 
 
-# -- key functions ---------------------------------------------------------------
-
-
-def client_ip(scope: Mapping[str, Any]) -> str:
-    """The connection's peer address: the default key.
-
-    Reads ``scope["client"]`` only, never a header, so a client cannot pick its
-    own key by sending ``X-Forwarded-For``. Behind a reverse proxy every request
-    comes from the proxy: use :func:`forwarded_ip` there. Accepts an ASGI scope
-    or a Starlette ``Request`` (a mapping over its scope).
-
-    Addresses are normalised (``::ffff:10.0.0.1`` is ``10.0.0.1``, IPv6 in its
-    compressed form), so one client has one key however it is spelt. Without a
-    peer address, the key is :data:`UNKNOWN_CLIENT`.
-    """
-    client = scope.get("client")
-    if not client or not client[0]:
-        return UNKNOWN_CLIENT
-    return _normalise(str(client[0]))
-
-
-def forwarded_ip(
-    trusted_hops: int | None = None, *, trusted_proxies: Iterable[str] | None = None
-) -> Callable[[Mapping[str, Any]], str]:
-    """A key function that reads ``X-Forwarded-For``, as far as you trust it.
-
-    Every proxy *appends* the address it received the request from, so only
-    the right-hand end of ``X-Forwarded-For`` was written by your proxies; the
-    left-hand part is whatever the client sent. The client is therefore the
-    right-most address that none of *your* proxies accounts for:
-
-    ``trusted_hops=N`` (default 1)
-        N reverse proxies stand in front of the app, each appending. Of the
-        chain ``X-Forwarded-For`` + peer, the peer and the N - 1 entries before it
-        are proxies; the entry before those is the client (the left-most entry
-        if the chain is shorter; the peer if there is no header). Only sound if
-        the app cannot be reached except through those proxies.
-    ``trusted_proxies=["10.0.0.0/8", "2001:db8::1", ...]``
-        Walk the chain from the peer leftwards, skipping addresses inside these
-        networks; the first one outside is the client. A peer outside them
-        connected directly, so its ``X-Forwarded-For`` is ignored.
-
-    Taking the left-most address instead, as many examples do, lets any client
-    choose its own key (a fresh quota per request) or spend someone else's.
-    """
-    if trusted_hops is not None and trusted_proxies is not None:
-        raise TypeError("give trusted_hops or trusted_proxies, not both")
-    if trusted_proxies is not None:
-        networks = _networks(trusted_proxies)
-
-        def by_proxies(scope: Mapping[str, Any]) -> str:
-            chain = [*_forwarded_for(scope), client_ip(scope)]
-            for address in reversed(chain):
-                if not _inside(address, networks):
-                    return address
-            return chain[0]
-
-        return by_proxies
-
-    hops = positive_int(1 if trusted_hops is None else trusted_hops, "trusted_hops")
-
-    def by_hops(scope: Mapping[str, Any]) -> str:
-        chain = [*_forwarded_for(scope), client_ip(scope)]
-        return chain[max(0, len(chain) - 1 - hops)]
-
-    return by_hops
-
-
-def _forwarded_for(scope: Mapping[str, Any]) -> list[str]:
-    """The ``X-Forwarded-For`` addresses, left to right, over every such header line."""
-    found: list[str] = []
-    for name, value in scope.get("headers") or ():
-        if bytes(name).lower() == b"x-forwarded-for":
-            text = bytes(value).decode("latin-1")
-            found += [_normalise(part) for part in text.split(",") if part.strip()]
-    return found
-
-
-def _normalise(address: str) -> str:
-    """An address in canonical form; anything else (``unknown``, a name) stripped only."""
-    text = address.strip()
-    host = text
-    if host.startswith("["):  # "[2001:db8::1]:443"
-        end = host.find("]")
-        host = host[1:end] if end > 0 else host
-    elif host.count(":") == 1:  # "203.0.113.7:51234"
-        host = host.split(":", 1)[0]
-    try:
-        ip = ipaddress.ip_address(host)
-    except ValueError:
-        return text or UNKNOWN_CLIENT
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        return str(ip.ipv4_mapped)
-    return str(ip)
-
-
-_Network: TypeAlias = "ipaddress.IPv4Network | ipaddress.IPv6Network"
-
-
-def _networks(trusted: object) -> tuple[_Network, ...]:
-    if isinstance(trusted, (str, bytes)) or not isinstance(trusted, Iterable):
-        raise TypeError(
-            "trusted_proxies must be a list of addresses or networks, e.g. ['10.0.0.0/8']"
-        )
-    networks: list[_Network] = []
-    for entry in trusted:
-        if not isinstance(entry, str):
-            raise TypeError(f"trusted_proxies must contain str, not {type(entry).__name__}")
-        try:
-            networks.append(ipaddress.ip_network(entry.strip(), strict=False))
-        except ValueError:
-            raise ValueError(
-                f"trusted_proxies: {entry!r} is not an IP address or network"
-            ) from None
-    if not networks:
-        raise ValueError("trusted_proxies must not be empty")
-    return tuple(networks)
-
-
-def _inside(address: str, networks: tuple[_Network, ...]) -> bool:
-    try:
-        ip = ipaddress.ip_address(address)
-    except ValueError:
-        return False  # "unknown", garbage: not one of ours
-    return any(ip in network for network in networks)
+# -- key functions (in _client_keys) ------------------------------------------------
 
 
 async def _resolve(key: Callable[[Any], Key | Awaitable[Key]], arg: Any) -> Key:
@@ -326,8 +214,8 @@ class RateLimitMiddleware:
         self, scope: Scope, send: Send, result: RateLimitResult, headers: list[tuple[bytes, bytes]]
     ) -> None:
         status = _denial_status(result)
-        body = json.dumps({"detail": http.HTTPStatus(status).phrase}).encode()
-        headers = [_JSON, (b"content-length", str(len(body)).encode()), *headers]
+        body = _problem(status)
+        headers = [_PROBLEM_JSON, (b"content-length", str(len(body)).encode()), *headers]
         if scope["type"] == "http":
             await send({"type": "http.response.start", "status": status, "headers": headers})
             await send({"type": "http.response.body", "body": body})
@@ -340,6 +228,14 @@ class RateLimitMiddleware:
         else:
             # Closing before accepting: the server refuses the handshake (HTTP 403).
             await send({"type": "websocket.close", "code": 1008, "reason": "rate limited"})
+
+
+def _problem(status: int) -> bytes:
+    """An RFC 9457 problem document for ``status`` (``detail`` too, as FastAPI's errors have)."""
+    phrase = http.HTTPStatus(status).phrase
+    return json.dumps(
+        {"type": "about:blank", "title": phrase, "status": status, "detail": phrase}
+    ).encode()
 
 
 #: The messages that carry a response's headers.

@@ -12,7 +12,10 @@
 --          integer within +-2^53), '0' for float arithmetic
 --
 -- Returns {'ok', new score as text}; {'inexact'} or {'nonfinite'} (nothing
--- changed) when the result would leave the exact integers or be infinite.
+-- changed) when the result would leave the exact integers or be infinite;
+-- {'damaged'} (nothing changed) when the member is not in the member index
+-- and the index disagrees with the board, or while the index is being rebuilt
+-- (see leaderboard_submit): the caller runs leaderboard_heal and tries again.
 -- A member whose score does not change (amount 0) keeps its place.
 
 local z, m, ds = KEYS[1], KEYS[2], KEYS[3]
@@ -24,6 +27,8 @@ local prefix = redis.call('HGET', m, member)
 local old = nil
 if prefix then
     old = tonumber(redis.call('ZSCORE', z, prefix .. member))
+elseif damaged(z, m) then
+    return {'damaged'}
 end
 local base = old or 0
 local new = base + amount
@@ -37,20 +42,19 @@ if old ~= nil and new == old then
     return {'ok', canon(new)}
 end
 
-local dense = ARGV[2] == '1'
-if dense then
-    ensure_ds(z, ds)
+local seq = take_seqs(KEYS[4], 1)
+if seq == nil then
+    return {'damaged'}
 end
-local keep_ds = dense or redis.call('EXISTS', ds) == 1
-
-local fresh = prefix_of(take_seqs(KEYS[4], 1), desc)
+local keep_ds, cursor = ds_state(z, ds, ARGV[2] == '1', desc)
+local fresh = prefix_of(seq, desc)
 if old ~= nil then
     redis.call('ZREM', z, prefix .. member)
 end
 redis.call('ZADD', z, canon(new), fresh .. member)
 redis.call('HSET', m, member, fresh)
 if keep_ds then
-    ds_add(ds, {canon(new)})
+    ds_add(ds, {canon(new)}, cursor, desc)
     if old ~= nil then
         ds_drop(z, ds, {old})
     end

@@ -75,12 +75,27 @@ local function seq_of(prefix, desc)
     return v
 end
 
--- Record new scores in ds (a list of scores as text; duplicates are fine).
-local function ds_add(ds, scores)
+-- Whether writers keep ds up to date, and the part of it built so far (see
+-- ensure_ds): a dense writer builds a step of it; any writer keeps it once it
+-- exists. Returns keep, cursor.
+local function ds_state(z, ds, dense, desc)
+    if dense then
+        return true, ensure_ds(z, ds, desc)
+    end
+    if redis.call('EXISTS', ds) == 0 then
+        return false, nil
+    end
+    return true, tonumber(redis.call('ZSCORE', ds, DS_MARK))
+end
+
+-- Record new scores in ds (a list of scores as text; duplicates are fine);
+-- while ds is partial, only those inside its built part (the build adds the
+-- others when it gets to them).
+local function ds_add(ds, scores, cursor, desc)
     local batch, nb, seen = {}, 0, {}
     for i = 1, #scores do
         local c = canon(tonumber(scores[i]))
-        if not seen[c] then
+        if not seen[c] and ds_covers(cursor, tonumber(c), desc) then
             seen[c] = true
             batch[nb + 1] = c
             batch[nb + 2] = c
@@ -106,11 +121,24 @@ local function ds_drop(z, ds, scores)
     end
 end
 
--- The first of `count` new sequence numbers (the counter keeps its TTL, if any).
+-- The first of `count` new sequence numbers (the counter keeps its TTL, if
+-- any); nil while the board's member index is being rebuilt (the caller must
+-- then write nothing). A counter that is not a number counts as 0: the server
+-- clock keeps the numbers increasing.
 local function take_seqs(seq_key, count)
     local t = redis.call('TIME')
     local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-    local last = tonumber(redis.call('GET', seq_key) or '0')
+    local raw = redis.call('GET', seq_key)
+    local last = 0
+    if raw then
+        if string.sub(raw, 1, 5) == 'heal ' then
+            return nil
+        end
+        last = tonumber(raw)
+        if last == nil or last ~= last or last >= SEQ_SPAN or last < 0 then
+            last = 0
+        end
+    end
     local first = math.max(last + 1, now)
     redis.call('SET', seq_key, int_text(first + count - 1), 'KEEPTTL')
     return first

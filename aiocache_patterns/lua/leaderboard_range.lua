@@ -16,7 +16,12 @@
 --
 -- Returns {offset, rank of the first entry, encoded 1, score 1, encoded 2,
 -- score 2, ...}; {offset, 0} past the end; {} when 'around' names a member
--- that is not on the board.
+-- that is not on the board; {'damaged'} when it is not in the member index
+-- and the index disagrees with the board (the client heals it and asks
+-- again); {'building'} when a dense rank needs a part of the distinct scores
+-- not built yet (this call built one more step: the client asks again).
+--
+-- Resend: safe (a read; its only write, a step of the distinct-score index, is one any call may take)
 
 local z, m, ds = KEYS[1], KEYS[2], KEYS[3]
 local desc = ARGV[1] == '1'
@@ -26,6 +31,9 @@ local start, count
 if ARGV[3] == 'around' then
     local prefix = redis.call('HGET', m, ARGV[4])
     if not prefix then
+        if damaged(z, m) then
+            return {'damaged'}
+        end
         return {}
     end
     local rank
@@ -67,8 +75,11 @@ if style == 'position' then
 elseif style == 'competition' then
     first = count_better(z, tonumber(entries[2]), desc) + 1
 else
-    ensure_ds(z, ds)
-    first = count_better(ds, tonumber(entries[2]), desc) + 1
+    local score = tonumber(entries[2])
+    if not ds_covers(ensure_ds(z, ds, desc), score, desc) then
+        return {'building'}
+    end
+    first = count_better(ds, score, desc) + 1
 end
 local out = {start, first}
 for i = 1, #entries do

@@ -13,6 +13,12 @@
 -- is text, or false for a member not on the board; a rank is 1-based (0 for
 -- 'none' or absent); the prefix is the member's current one (or false), which
 -- the client may keep: while that encoded member exists, its score is this one.
+-- {'damaged'} when a member is not in the member index and the index
+-- disagrees with the board (the client heals it and asks again);
+-- {'building'} when a dense rank needs a part of the distinct scores not
+-- built yet (this call built one more step: the client asks again).
+--
+-- Resend: safe (a read; its only write, a step of the distinct-score index, is one any call may take)
 --   position     1 + entries listed before it (ties: first to reach first)
 --   competition  1 + entries with a strictly better score ("1224")
 --   dense        1 + distinct strictly better scores ("1223")
@@ -26,8 +32,17 @@ for i = 1, n do
     members[i] = ARGV[2 + i]
 end
 local prefixes = redis.call('HMGET', m, unpack(members))
+for i = 1, n do
+    if not prefixes[i] then
+        if damaged(z, m) then
+            return {'damaged'}
+        end
+        break
+    end
+end
+local cursor = nil
 if style == 'dense' then
-    ensure_ds(z, ds)
+    cursor = ensure_ds(z, ds, desc)
 end
 
 local out = {}
@@ -47,6 +62,9 @@ for i = 1, n do
             elseif style == 'competition' then
                 rank = count_better(z, tonumber(score), desc) + 1
             elseif style == 'dense' then
+                if not ds_covers(cursor, tonumber(score), desc) then
+                    return {'building'}
+                end
                 rank = count_better(ds, tonumber(score), desc) + 1
             end
         end

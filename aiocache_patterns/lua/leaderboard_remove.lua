@@ -5,13 +5,19 @@
 --             (as in leaderboard_submit)
 -- ARGV[1]  member
 --
--- Returns 1 if the member was on the board, else 0. A board left empty
--- leaves no key behind (its sequence counter and distinct scores go too).
+-- Returns 1 if the member was on the board, else 0; -1 (nothing changed)
+-- when the member is not in the member index and the index disagrees with the
+-- board (see leaderboard_submit): the caller runs leaderboard_heal and tries
+-- again. A board left empty leaves no key behind (its sequence counter and
+-- distinct scores go too).
 
 local z, m, ds = KEYS[1], KEYS[2], KEYS[3]
 local member = ARGV[1]
 local prefix = redis.call('HGET', m, member)
 if not prefix then
+    if damaged(z, m) then
+        return -1
+    end
     return 0
 end
 redis.call('HDEL', m, member)

@@ -17,7 +17,11 @@
 -- (Three arguments rather than two per member: redis-py's asyncio client
 -- packs each argument in Python, which cost more than the whole script.)
 --
--- Returns the number of members whose score changed (new, or a new score).
+-- Returns the number of members whose score changed (new, or a new score);
+-- -1, having written nothing, when a member is not in the member index and
+-- the index disagrees with the board (it was evicted or deleted: the member
+-- may be on the board under its old prefix), or while the index is being
+-- rebuilt: the caller runs leaderboard_heal and tries again.
 -- A member resubmitting its current score keeps its place among equal scores;
 -- each changed member gets a new sequence number, in argument order.
 
@@ -47,12 +51,6 @@ if n < 1 then
     return 0
 end
 
-local dense = ARGV[3] == '1'
-if dense then
-    ensure_ds(z, ds)
-end
-local keep_ds = dense or redis.call('EXISTS', ds) == 1
-
 local prefixes = redis.call('HMGET', m, unpack(members))
 local known, known_at = {}, {}
 for i = 1, n do
@@ -60,6 +58,9 @@ for i = 1, n do
         known[#known + 1] = prefixes[i] .. members[i]
         known_at[#known_at + 1] = i
     end
+end
+if #known < n and damaged(z, m) then
+    return -1
 end
 
 -- Which members change: all of them when none is on the board yet (a bulk
@@ -95,7 +96,12 @@ if changed then
     total = #changed
 end
 
-local next_prefix = prefix_stream(take_seqs(KEYS[4], total), desc)
+local first = take_seqs(KEYS[4], total)
+if first == nil then
+    return -1
+end
+local keep_ds, cursor = ds_state(z, ds, ARGV[3] == '1', desc)
+local next_prefix = prefix_stream(first, desc)
 local zadd, hset, zrem, gone, news = {}, {}, {}, {}, {}
 for j = 1, total do
     local i = j
@@ -122,7 +128,7 @@ end
 redis.call('ZADD', z, unpack(zadd))
 redis.call('HSET', m, unpack(hset))
 if keep_ds then
-    ds_add(ds, news)
+    ds_add(ds, news, cursor, desc)
     ds_drop(z, ds, gone)
 end
 expire_at(ARGV[4], {z, m, ds, KEYS[4]})

@@ -12,7 +12,8 @@
 --          read sent right after this script still finds them)
 -- ARGV[5]  '1' to rebuild even if the view is fresh
 --
--- Returns 1 if the view was rebuilt, 0 if it was fresh.
+-- Returns 1 if the view was rebuilt, 0 if it was fresh. A view whose member
+-- index disagrees with its board (evicted) is rebuilt, fresh or not.
 --
 -- Ties in the view: with 'sum', a member reached its total at its latest
 -- contributing update; with 'best', when it first reached its best score.
@@ -21,7 +22,8 @@
 local vz, vm, vds, marker = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local desc = ARGV[1] == '1'
 local sum = ARGV[2] == 'sum'
-if ARGV[5] ~= '1' and ARGV[3] ~= '0' and redis.call('EXISTS', marker) == 1 then
+if ARGV[5] ~= '1' and ARGV[3] ~= '0' and redis.call('EXISTS', marker) == 1
+    and not damaged(vz, vm) then
     return 0
 end
 redis.call('DEL', vz, vm, vds)

@@ -11,7 +11,14 @@
 --
 -- Returns {allowed (0/1), binding rate index, remaining, reset_after_us,
 --          retry_after_us}: all-or-nothing over the rates (the binding
--- rate: least remaining, longer window on a tie).
+-- rate: least remaining, longer window on a tie). Durations are rounded
+-- up to the microsecond: a retry at retry_after is admitted, a peek at
+-- reset_after sees the full quota.
+--
+-- A stored TAT that is not a number, or more than a window ahead of now (not
+-- one of ours: someone else's value, or a server clock that stepped back) is
+-- deleted and counts as a full quota, instead of failing every call or
+-- refusing for ever. Writes: only on an allowed hit (and that delete).
 
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
@@ -22,7 +29,16 @@ local all = true
 for i = 1, n do
     local limit, window = tonumber(ARGV[2 + 2 * i]), tonumber(ARGV[3 + 2 * i])
     local interval = window / limit
-    local tat = math.max(tonumber(redis.call('GET', KEYS[i]) or '0'), now)
+    local tat = now
+    local raw = redis.call('GET', KEYS[i])
+    if raw then
+        local stored = tonumber(raw)
+        if stored == nil or stored ~= stored or stored == -math.huge or stored > now + window + 1 then
+            redis.call('DEL', KEYS[i])
+        else
+            tat = math.max(stored, now)
+        end
+    end
     local new_tat = tat + cost * interval
     local ok = new_tat - now <= window + 1e-6
     all = all and ok
@@ -49,4 +65,4 @@ for i = 1, n do
     end
 end
 local b = st[best]
-return {all and 1 or 0, best, best_remaining, math.floor(b.after - now), math.ceil(retry)}
+return {all and 1 or 0, best, best_remaining, math.ceil(b.after - now), math.ceil(retry)}

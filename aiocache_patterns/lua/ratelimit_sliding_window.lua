@@ -12,11 +12,22 @@
 --          retry_after_us}: all-or-nothing over the rates; the binding rate is
 -- the one with the least remaining (the longer window on a tie). The
 -- estimate is never below the current window's count, so no aligned window
--- ever admits more than the limit.
+-- ever admits more than the limit. Durations are rounded up to the
+-- microsecond: a retry at retry_after is admitted, a peek at reset_after sees
+-- the full quota.
+--
+-- A hash whose fields are not finite counts >= 0 is deleted and counts as
+-- empty (instead of failing, or refusing, for ever).
+-- Writes: only on an allowed hit (and that delete).
 
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local mode, cost, n = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+
+-- A number as this script stores it: finite and >= 0.
+local function count(x)
+    return x ~= nil and x == x and x >= 0 and x ~= math.huge
+end
 
 local st = {}
 local all = true
@@ -25,14 +36,19 @@ for i = 1, n do
     local idx = math.floor(now / window)
     local elapsed = now - idx * window
     local h = redis.call('HMGET', KEYS[i], 'i', 'c', 'p')
-    local stored, cur, prev = tonumber(h[1]), tonumber(h[2]) or 0, tonumber(h[3]) or 0
+    local stored, cur, prev = tonumber(h[1]), tonumber(h[2]), tonumber(h[3])
+    if (h[1] and not count(stored)) or (h[2] and not count(cur)) or (h[3] and not count(prev)) then
+        redis.call('DEL', KEYS[i])
+        stored, cur, prev = nil, nil, nil
+    end
+    cur, prev = cur or 0, prev or 0
     if stored ~= idx then
         if stored == idx - 1 then prev = cur else prev = 0 end
         cur = 0
     end
     local weight = (window - elapsed) / window
     local estimate = prev * weight + cur
-    local ok = estimate + cost <= limit
+    local ok = estimate + cost <= limit + 1e-9
     all = all and ok
     st[i] = {limit = limit, window = window, idx = idx, elapsed = elapsed,
              cur = cur, prev = prev, estimate = estimate, ok = ok}
@@ -77,4 +93,4 @@ if cur > 0 then
 elseif b.prev > 0 then
     reset = b.window - b.elapsed
 end
-return {all and 1 or 0, best, best_remaining, math.floor(reset), math.ceil(retry)}
+return {all and 1 or 0, best, best_remaining, math.ceil(reset), math.ceil(retry)}

@@ -10,11 +10,22 @@
 -- Returns {allowed (0/1), binding rate index, remaining, reset_after_us,
 --          retry_after_us}: all-or-nothing over the rates (the binding
 -- rate: least remaining, longer window on a tie). A full bucket's
--- key expires, which is the same as a full bucket.
+-- key expires, which is the same as a full bucket. Durations are rounded up
+-- to the microsecond: a retry at retry_after is admitted, a peek at
+-- reset_after sees a full bucket.
+--
+-- A bucket whose fields are not finite numbers, or whose last update is more
+-- than a window in the future, is deleted and counts as full (instead of
+-- failing, or refusing, for ever); tokens are kept within [0, limit].
+-- Writes: only on an allowed hit (and that delete).
 
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local mode, cost, n = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+
+local function finite(x)
+    return x ~= nil and x == x and x ~= math.huge and x ~= -math.huge
+end
 
 local st = {}
 local all = true
@@ -23,8 +34,13 @@ for i = 1, n do
     local rate = limit / window
     local h = redis.call('HMGET', KEYS[i], 't', 'ts')
     local tokens, ts = tonumber(h[1]), tonumber(h[2])
-    if tokens == nil or ts == nil then tokens, ts = limit, now end
-    tokens = math.min(limit, tokens + math.max(0, now - ts) * rate)
+    if not (finite(tokens) and finite(ts) and ts <= now + window) then
+        if h[1] or h[2] then
+            redis.call('DEL', KEYS[i])
+        end
+        tokens, ts = limit, now
+    end
+    tokens = math.min(limit, math.max(0, tokens) + math.max(0, now - ts) * rate)
     local ok = tokens + 1e-9 >= cost
     all = all and ok
     st[i] = {limit = limit, window = window, rate = rate, tokens = tokens, ok = ok}
@@ -50,4 +66,4 @@ for i = 1, n do
 end
 local b = st[best]
 local reset = (b.limit - b.after) / b.rate
-return {all and 1 or 0, best, best_remaining, math.floor(reset), math.ceil(retry)}
+return {all and 1 or 0, best, best_remaining, math.ceil(reset), math.ceil(retry)}

@@ -9,12 +9,19 @@
   first read of a new post is already a hit (and replaces a cached "not found").
 * ``POST /posts/{id}/like`` and ``GET /posts/top``: a leaderboard of likes;
   equal counts rank by who got there first.
-* Rate limits: every request per client IP (``RateLimitMiddleware``), and a
-  stricter one on the write routes (``RateLimitDependency``), both with the
-  IETF ``RateLimit`` headers.
+* Rate limits: every request per client IP (``RateLimitMiddleware``; IPv6
+  clients per /64), and a stricter one on the write routes
+  (``RateLimitDependency``), both with the IETF ``RateLimit`` headers.
 * ``POST /jobs/nightly``: the nightly job (see ``jobs.py``) run now, under a
   lock with a fencing token the database checks; 409 while another holder
   has the lock.
+
+Safe habits, since examples get copied: every write needs a bearer token (the
+author of a post is whoever's token wrote it, and only they may edit it; only
+admins may run the job); ids are bounded; ``/health`` says only whether the
+app is healthy (the details are at ``/admin/stats``, for admins); every error
+is an RFC 9457 problem document that never carries exception text. SQL is
+parameterised throughout.
 
 ``create_app()`` builds the app; its lifespan opens the database (creating it
 on first run) and owns the cache's background tasks and the nightly scheduler.
@@ -25,7 +32,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import asdict
 from datetime import time
@@ -36,8 +43,8 @@ from urllib.parse import urlsplit, urlunsplit
 import redis as sync_redis
 import redis.asyncio as aioredis
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request, Response
-from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field
+from fastapi import Path as PathParam
+from pydantic import BaseModel, ConfigDict, Field
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 from redis.retry import Retry
@@ -53,8 +60,10 @@ from aiocache_patterns import (
 )
 from aiocache_patterns.integrations.asgi import RateLimitDependency, RateLimitMiddleware
 
+from .auth import Identity, Tokens, tokens_from_env
 from .db import Database, JobRun, PostRow, StaleFencingToken, utcnow
 from .jobs import NIGHTLY, NightlyJob, nightly_scheduler
+from .problems import install_problem_handlers, problem
 
 __all__ = [
     "DEFAULT_DATABASE",
@@ -72,8 +81,10 @@ logger = logging.getLogger("examples.blog_api")
 DEFAULT_DATABASE = Path(__file__).resolve().parent / "blog.db"
 #: The Redis used when neither ``redis`` nor ``REDIS_URL`` says otherwise.
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
-#: What ``/health`` reports when the app fell back to an in-process fakeredis.
+#: What ``/admin/stats`` reports when the app fell back to an in-process fakeredis.
 FAKEREDIS_LABEL = "fakeredis (in-process fallback)"
+#: The largest post id (SQLite's INTEGER): a larger one in a path is a 422, not a 500.
+MAX_POST_ID = 2**63 - 1
 
 
 class Blog:
@@ -91,11 +102,14 @@ class Blog:
         *,
         cache_ttl: float,
         write_limit: RateLimitDependency,
+        tokens: Tokens,
     ) -> None:
         self.redis = redis
         self.redis_label = redis_label
         self.db = db
         self.write_limit = write_limit
+        #: Who may write: bearer tokens and the identities they stand for.
+        self.tokens = tokens
         namespace = f"blog-{db.instance_id}"
         self.cache = Cache(redis, namespace=namespace, ttl=cache_ttl)
         #: Likes per post id, best first; equal counts: who got there first.
@@ -127,23 +141,45 @@ BlogDep = Annotated[Blog, Depends(_blog)]
 
 
 async def _write_limit(request: Request, response: Response) -> RateLimitResult | None:
-    """The stricter per-client limit of the write routes (``policy="writes"``)."""
+    """The stricter per-client limit of the write routes (``policy="writes"``).
+
+    It runs before the token check, so guessing tokens is rate limited too."""
     return await blog_of(request.app).write_limit(request, response)
 
 
+def _identity(request: Request) -> Identity:
+    """Who is writing: the ``Authorization: Bearer <token>`` of the request (401 if none)."""
+    return blog_of(request.app).tokens.identify(request.headers.get("authorization"))
+
+
+def _admin(request: Request) -> Identity:
+    identity = _identity(request)
+    if not identity.admin:
+        raise HTTPException(403, "this needs an admin token")
+    return identity
+
+
 WRITES = [Depends(_write_limit)]
+Writer = Annotated[Identity, Depends(_identity)]
+Admin = Annotated[Identity, Depends(_admin)]
+PostId = Annotated[int, PathParam(ge=1, le=MAX_POST_ID)]
 
 
 # -- the wire format ------------------------------------------------------------------
 
 
 class NewPost(BaseModel):
+    """A new post; its author is whoever's token wrote it (an ``author`` field is refused)."""
+
+    model_config = ConfigDict(extra="forbid")
+
     title: str = Field(min_length=1, max_length=200)
     body: str = Field(default="", max_length=100_000)
-    author: str = Field(min_length=1, max_length=100)
 
 
 class PostUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     title: str = Field(min_length=1, max_length=200)
     body: str = Field(max_length=100_000)
 
@@ -189,6 +225,11 @@ class NightlyRun(BaseModel):
 
 class Health(BaseModel):
     status: str
+
+
+class Stats(BaseModel):
+    """What ``/admin/stats`` shows admins: where the data lives, how the cache does."""
+
     redis: str
     database: str
     db_post_reads: int
@@ -203,13 +244,18 @@ router = APIRouter()
 
 @router.get("/health")
 async def health(blog: BlogDep) -> Health:
-    """Liveness, where the data lives, and how well the cache is doing."""
+    """Liveness only: nothing about where the data lives (that is ``/admin/stats``)."""
     try:
         redis_ok = bool(await asyncio.wait_for(blog.redis.ping(), timeout=1.0))
     except (RedisError, OSError, asyncio.TimeoutError):
         redis_ok = False
-    return Health(
-        status="ok" if redis_ok else "degraded (Redis does not answer)",
+    return Health(status="ok" if redis_ok else "degraded")
+
+
+@router.get("/admin/stats")
+async def stats(blog: BlogDep, admin: Admin) -> Stats:
+    """Where the data lives and how well the cache is doing (admins only)."""
+    return Stats(
         redis=blog.redis_label,
         database=blog.db.path,
         db_post_reads=blog.db.post_reads,
@@ -219,7 +265,7 @@ async def health(blog: BlogDep) -> Health:
 
 
 @router.post("/posts", status_code=201, dependencies=WRITES)
-async def create_post(new: NewPost, blog: BlogDep, response: Response) -> Post:
+async def create_post(new: NewPost, blog: BlogDep, writer: Writer, response: Response) -> Post:
     """Write-through: the database first, then the cache (a failed insert caches nothing)."""
     post_id = await blog.db.next_post_id()
     now = utcnow()
@@ -227,7 +273,7 @@ async def create_post(new: NewPost, blog: BlogDep, response: Response) -> Post:
         id=post_id,
         title=new.title,
         body=new.body,
-        author=new.author,
+        author=writer.name,
         created_at=now,
         updated_at=now,
     )
@@ -256,7 +302,7 @@ async def top_posts(blog: BlogDep, n: Annotated[int, Query(ge=1, le=100)] = 10) 
 
 
 @router.get("/posts/{post_id}")
-async def read_post(post_id: int, blog: BlogDep) -> Post:
+async def read_post(post_id: PostId, blog: BlogDep) -> Post:
     """Cache-aside: a hit is one GET; a miss loads from SQLite once, whoever asks."""
     post = await blog.get_post(post_id)
     if post is None:
@@ -265,17 +311,22 @@ async def read_post(post_id: int, blog: BlogDep) -> Post:
 
 
 @router.put("/posts/{post_id}", dependencies=WRITES)
-async def update_post(post_id: int, change: PostUpdate, blog: BlogDep) -> Post:
-    """Update the database, then invalidate: the next read loads the new row."""
-    post = await blog.db.update_post(post_id, change.title, change.body)
+async def update_post(post_id: PostId, change: PostUpdate, blog: BlogDep, writer: Writer) -> Post:
+    """Update the database, then invalidate: the next read loads the new row.
+
+    Only the post's author may change it (checked in the same statement as the
+    update, so a concurrent change of author cannot slip between)."""
+    post = await blog.db.update_post(post_id, change.title, change.body, author=writer.name)
     if post is None:
-        raise HTTPException(404, f"post {post_id} not found")
+        if await blog.get_post(post_id) is None:
+            raise HTTPException(404, f"post {post_id} not found")
+        raise HTTPException(403, "only the post's author may change it")
     await blog.get_post.invalidate(post_id=post_id)
     return Post.model_validate(post)
 
 
 @router.post("/posts/{post_id}/like", dependencies=WRITES)
-async def like_post(post_id: int, blog: BlogDep) -> Liked:
+async def like_post(post_id: PostId, blog: BlogDep, writer: Writer) -> Liked:
     if await blog.get_post(post_id) is None:
         raise HTTPException(404, f"post {post_id} not found")
     likes = await blog.board.increment(str(post_id), 1)
@@ -284,14 +335,15 @@ async def like_post(post_id: int, blog: BlogDep) -> Liked:
 
 
 @router.post("/jobs/nightly", dependencies=WRITES)
-async def run_nightly(blog: BlogDep) -> NightlyRun:
-    """Run the nightly job now, under its lock; 409 if another holder has it."""
+async def run_nightly(blog: BlogDep, admin: Admin) -> NightlyRun:
+    """Run the nightly job now, under its lock (admins only); 409 if another holder has it."""
     try:
         run = await blog.nightly.run()
     except LockNotAcquired:
         raise HTTPException(409, "the nightly job is already running") from None
-    except (StaleFencingToken, LockLost) as exc:
-        raise HTTPException(409, f"this run lost its lock before it could write: {exc}") from None
+    except (StaleFencingToken, LockLost):
+        logger.warning("nightly job run by %s lost its lock before it could write", admin.name)
+        raise HTTPException(409, "this run lost its lock before it could write") from None
     return NightlyRun.of(run)
 
 
@@ -304,10 +356,13 @@ async def last_nightly(blog: BlogDep) -> NightlyRun:
     return NightlyRun.of(run)
 
 
-async def _redis_unavailable(request: Request, exc: Exception) -> JSONResponse:
+async def _redis_unavailable(request: Request, exc: Exception) -> Response:
     # Reads fail open (served from SQLite); what needs Redis (an invalidation,
-    # a lock, a leaderboard write) cannot be done without it.
-    return JSONResponse({"detail": f"Redis is unavailable: {exc}"}, 503, {"Retry-After": "1"})
+    # a lock, a leaderboard write) cannot be done without it. The reason is
+    # logged, never sent: it may name hosts, ports or keys.
+    logger.warning("%s %s: Redis is unavailable (%s)", request.method, request.url.path, exc)
+    detail = "a service this request needs is unavailable; try again shortly"
+    return problem(503, detail, headers={"Retry-After": "1"})
 
 
 # -- wiring -----------------------------------------------------------------------------
@@ -388,6 +443,8 @@ def create_app(
     write_window: float = 60.0,
     cache_ttl: float = 600.0,
     nightly_at: time | None = time(3, 0),
+    tokens: Mapping[str, str] | None = None,
+    admins: frozenset[str] | set[str] = frozenset(),
 ) -> FastAPI:
     """The blog app.
 
@@ -404,7 +461,15 @@ def create_app(
             write routes (on top of ``rate_limit``).
         cache_ttl: how long a post stays cached (seconds).
         nightly_at: when the nightly job runs (UTC); ``None``: only on demand.
+        tokens: who may write: ``{user: bearer token}`` (tokens of at least 16
+            characters). ``None``: from ``$BLOG_TOKENS`` (``ann=<token>,bo=<token>``);
+            with none at all, every write is refused (401).
+        admins: the users who may run the nightly job and read ``/admin/stats``
+            (``None`` above: from ``$BLOG_ADMINS``, ``ann,bo``).
     """
+    users = tokens_from_env() if tokens is None else Tokens(tokens, admins)
+    if not users:
+        logger.warning("no write tokens (BLOG_TOKENS): every write will be refused with 401")
     owns_redis = redis is None
     if redis is None:
         redis, redis_label = connect_redis(
@@ -423,7 +488,14 @@ def create_app(
         try:
             db = await Database.open(database)
             try:
-                blog = Blog(client, redis_label, db, cache_ttl=cache_ttl, write_limit=writes)
+                blog = Blog(
+                    client,
+                    redis_label,
+                    db,
+                    cache_ttl=cache_ttl,
+                    write_limit=writes,
+                    tokens=users,
+                )
                 app.state.blog = blog
                 async with blog.cache, _scheduled(blog.nightly, nightly_at):
                     logger.info(
@@ -442,6 +514,7 @@ def create_app(
 
     app = FastAPI(title="aiocache_patterns blog example", lifespan=lifespan)
     app.include_router(router)
+    install_problem_handlers(app)
     app.add_exception_handler(RedisUnavailable, _redis_unavailable)
     app.add_middleware(
         RateLimitMiddleware,

@@ -208,17 +208,25 @@ class Database:
             return _post(row)
         return None
 
-    async def update_post(self, post_id: int, title: str, body: str) -> PostRow | None:
-        """Replace a post's title and body; the updated post, or None if there is none."""
+    async def update_post(
+        self, post_id: int, title: str, body: str, *, author: str
+    ) -> PostRow | None:
+        """Replace a post's title and body if ``author`` wrote it; the updated post, or
+        None if there is no such post of ``author``'s."""
         async with self._transaction() as conn:
             rows = await conn.execute_fetchall(
-                "UPDATE posts SET title = ?, body = ?, updated_at = ? WHERE id = ? "
+                "UPDATE posts SET title = ?, body = ?, updated_at = ? WHERE id = ? AND author = ? "
                 f"RETURNING {_POST_COLUMNS}",
-                (title, body, utcnow(), post_id),
+                (title, body, utcnow(), post_id, author),
             )
         for row in rows:
             return _post(row)
         return None
+
+    async def post_ids(self) -> list[int]:
+        """Every post's id, in order."""
+        rows = await self._conn.execute_fetchall("SELECT id FROM posts ORDER BY id")
+        return [int(row["id"]) for row in rows]
 
     async def stored_likes(self) -> dict[int, int]:
         """``{post id: likes}`` as the nightly job last saved them (posts with any)."""

@@ -101,12 +101,12 @@ class NightlyJob:
         return run
 
     async def _likes(self) -> dict[int, int]:
-        # One read of the whole board: a consistent snapshot. (Paging while likes
-        # arrive could skip a post that moves across a page boundary.)
-        size = await self._board.size()
-        if size == 0:
-            return {}
-        return {int(entry.member): int(entry.score) for entry in await self._board.top(size)}
+        # The like count of every post the database has, in one round trip (ranks()
+        # sends 1,000 members per script). Not by paging the board: a post that moves
+        # across a page boundary while likes arrive could be missed, and a read of the
+        # whole board at once is refused (top() returns at most 1,000 entries).
+        entries = await self._board.ranks(str(post_id) for post_id in await self._db.post_ids())
+        return {int(member): int(entry.score) for member, entry in entries.items()}
 
 
 def seconds_until(at: time, now: datetime) -> float:
