@@ -34,7 +34,9 @@ Guarantees:
 * a command whose reply was lost is sent again only if that is safe
   (``_resend.py``): on a ``Redis`` and a ``RedisCluster`` the executor sends
   through ``_direct.py`` / ``_cluster.py``, which own the resends, instead of
-  redis-py's ``execute_command`` and pipelines, which resend anything.
+  redis-py's ``execute_command`` and pipelines, which resend anything;
+* a GET of a key holding another Redis type reads as a miss, alone or batched
+  (an MGET answers nil for it; a lone GET's WRONGTYPE is read the same way).
 """
 
 from __future__ import annotations
@@ -166,6 +168,11 @@ def _reply_error(exc: BaseException) -> BaseException:
     return new
 
 
+def _wrong_type(exc: BaseException) -> bool:
+    """Whether ``exc`` is Redis's WRONGTYPE error reply (a key of another type)."""
+    return isinstance(exc, RedisCommandError) and str(exc).startswith("WRONGTYPE")
+
+
 def _copy_error(exc: BaseException) -> BaseException:
     """A fresh exception per waiter, so tracebacks do not pile up on a shared one."""
     if isinstance(exc, (RedisUnavailable, RedisCommandError)):
@@ -208,11 +215,19 @@ class Executor:
     # -- public operations ---------------------------------------------------
 
     async def get(self, key: bytes, timeout: float) -> bytes | None:
-        """GET ``key`` (bytes, never decoded), merged with concurrent GETs."""
+        """GET ``key`` (bytes, never decoded), merged with concurrent GETs.
+
+        A key that holds another Redis type reads as None (a miss), alone or batched.
+        """
         if self._lone_caller():
-            result: bytes | None = await self._round_trip(
-                timeout, self._send(("GET", key), None, True)
-            )
+            try:
+                result: bytes | None = await self._round_trip(
+                    timeout, self._send(("GET", key), None, True)
+                )
+            except RedisCommandError as exc:
+                if not _wrong_type(exc):
+                    raise
+                return None
             return result
         op = _Op(_GET, ("GET", key), timeout, True, key=key)
         joined = self._join(op)  # the common case under load, without a coroutine more
@@ -356,7 +371,15 @@ class Executor:
         self._open_commands = op.kind != _GET
         await self._gather_tick(batch, [op])
         if len(batch) == 1:
-            return await self._round_trip(op.timeout, self._send(op.args, op.script, op.safe))
+            send = self._send(op.args, op.script, op.safe)
+            if op.kind != _GET:
+                return await self._round_trip(op.timeout, send)
+            try:
+                return await self._round_trip(op.timeout, send)
+            except RedisCommandError as exc:
+                if not _wrong_type(exc):
+                    raise
+                return None
         op.future = loop.create_future()
         self._spawn(batch)
         return await op.future

@@ -8,11 +8,11 @@ from typing import Any
 
 import pytest
 
-from aiocache_patterns import _compat
+from aiocache_patterns import Cache, _compat
 from aiocache_patterns._executor import executor_for
 from aiocache_patterns._scripts import Script
 from aiocache_patterns.errors import RedisCommandError
-from tests._backends import Backend
+from tests._backends import Backend, all_keys
 from tests._helpers import populate
 
 ECHO = Script("test_echo", b"return {KEYS[1], ARGV[1]}")
@@ -174,3 +174,33 @@ async def test_many_scripts_go_as_pipelines_in_flight_together(redis: Any) -> No
     before = ex.round_trips
     assert await asyncio.gather(*(ex.get(b"t:{g}", 1.0) for _ in range(50))) == [b"v"] * 50
     assert ex.round_trips - before == 1 + alone
+
+
+async def test_a_key_of_another_type_reads_as_a_miss_alone_or_batched(redis: Any) -> None:
+    """MGET answers nil for a key that holds a list; a lone GET gets WRONGTYPE. One
+    behaviour for both: a key of the wrong type holds no cache entry."""
+    await redis.rpush(b"t:{wt}list", b"x")
+    await redis.set(b"t:{wt}str", b"s")
+    ex = executor_for(redis)
+    assert await ex.get(b"t:{wt}list", 1.0) is None  # alone
+    alone_and_batched = await asyncio.gather(
+        ex.get(b"t:{wt}list", 1.0), ex.get(b"t:{wt}str", 1.0), ex.get(b"t:{wt}list", 1.0)
+    )
+    assert list(alone_and_batched) == [None, b"s", None]
+    assert await ex.get_many([b"t:{wt}list", b"t:{wt}str"], 1.0) == [None, b"s"]
+    # other commands still say what is wrong
+    with pytest.raises(RedisCommandError, match="WRONGTYPE"):
+        await ex.command("GET", b"t:{wt}list", timeout=1.0)
+
+
+async def test_a_cache_reads_a_key_of_another_type_as_a_miss(redis: Any) -> None:
+    cache = Cache(redis, namespace="wt", fail_open=False)
+    await cache.set("k", "v")
+    (rkey,) = await all_keys(redis)  # the entry's Redis key, whatever its layout
+    await redis.delete(rkey)
+    await redis.rpush(rkey, b"x")  # now a list: no cache entry
+    missing = object()
+    assert await cache.get("k", missing) is missing
+    got = await asyncio.gather(cache.get("k", missing), cache.get("k", missing))
+    assert list(got) == [missing, missing]
+    assert await cache.get_many(["k"]) == {}
