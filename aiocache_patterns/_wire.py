@@ -15,9 +15,13 @@ happened:
   ``NOSCRIPT``, ...);
 * :class:`Lost`: no reply, because the connection failed; ``sent`` says
   whether the command may have reached Redis. It did not if the connection
-  could not be made, or was found closed before anything was written (the
-  event loop has already seen the end of stream of a connection the server
-  closed while it was idle); once the write has started, it may have.
+  could not be made, was found closed before anything was written (the event
+  loop has already seen the end of stream of a connection the server closed
+  while it was idle), or the write itself failed and was small: a write of
+  less than :data:`WHOLE_WRITE` is handed to the socket in one ``send()``,
+  which sends it or fails before sending anything (the stream buffers only
+  what the socket did not take, and a failure of that comes later, while
+  reading). Once the write has gone out, the command may have run.
 
 :func:`resend_lost` then sends again what may be sent again (see
 ``_resend.py``), as many times and with the backoff the client's ``Retry``
@@ -51,7 +55,7 @@ try:
 except ImportError:  # pragma: no cover - hiredis comes with redis[hiredis]
     hiredis = None  # type: ignore[assignment]
 
-__all__ = ["CONNECTION_FAILURES", "Lost", "Wire", "resend_lost"]
+__all__ = ["CONNECTION_FAILURES", "WHOLE_WRITE", "Lost", "Wire", "resend_lost"]
 
 logger = logging.getLogger("aiocache_patterns.executor")
 
@@ -60,6 +64,11 @@ _hiredis_pack: Callable[[tuple[Any, ...]], bytes] | None = getattr(hiredis, "pac
 #: ``read_response(timeout=...)``: wait for the reply without a timer of its own.
 _NO_TIMEOUT: Final = math.inf
 _UNSET: Final = object()
+
+#: A write smaller than this goes to the socket whole or not at all: asyncio's (and
+#: uvloop's) stream writer sends at once and buffers only the rest, and ``drain()``
+#: waits only above this high-water mark (64 KiB by default).
+WHOLE_WRITE: Final = 64 * 1024
 
 #: What a connection that failed raises (redis-py's errors, and the OS's).
 CONNECTION_FAILURES: Final = (RedisConnectionError, RedisTimeoutError, OSError)
@@ -117,7 +126,7 @@ class Wire:
         try:
             await self._write(conn, chunks)
         except CONNECTION_FAILURES as exc:
-            return [Lost(exc, True)] * len(commands)
+            return [Lost(exc, sum(map(len, chunks)) >= WHOLE_WRITE)] * len(commands)
         replies: list[Any] = []
         for i, args in enumerate(commands):
             try:
