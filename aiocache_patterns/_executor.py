@@ -282,15 +282,23 @@ class Executor:
         return await self._submit_many(ops, return_exceptions=True)
 
     async def script(
-        self, script: Script, keys: Sequence[bytes], args: Sequence[Any], timeout: float
+        self,
+        script: Script,
+        keys: Sequence[bytes],
+        args: Sequence[Any],
+        timeout: float,
+        *,
+        resend_safe: bool | None = None,
     ) -> Any:
         """EVALSHA ``script``; loads it on NOSCRIPT and resends. Resent after a lost
-        reply only if the script declares it safe (``Script.resend_safe``)."""
+        reply only if the script declares it safe (``Script.resend_safe``), or the
+        caller says so for this call (``resend_safe=True``: a read-only mode of a
+        script that also writes, say)."""
         op = _Op(
             _SCRIPT,
             ("EVALSHA", script.sha, len(keys), *keys, *args),
             timeout,
-            script.resend_safe,
+            script.resend_safe if resend_safe is None else resend_safe,
             script=script,
         )
         if self._lone_caller():

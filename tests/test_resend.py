@@ -262,6 +262,11 @@ async def test_a_script_is_resent_only_if_it_says_it_is_safe(through: Through) -
     assert await ex.script(MARKED, [b"t:{s}m"], [], TIMEOUT) == 3  # resent: it ran twice
     through.disarm()
     assert await ex.command("GET", b"t:{s}c", timeout=TIMEOUT) == b"2"  # once
+    # a caller may vouch for one call of a script (a read-only mode of it, say)
+    assert await ex.get(b"t:{s}c", TIMEOUT) == b"2"  # warm: connected again
+    through.cut_replies()
+    assert await ex.script(COUNTED, [b"t:{s}c"], [], TIMEOUT, resend_safe=True) == 4
+    through.disarm()
 
 
 async def test_a_command_that_never_left_is_sent_again(through: Through) -> None:
