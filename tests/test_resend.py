@@ -33,6 +33,7 @@ from redis.crc import key_slot
 
 from aiocache_patterns import Cache, Leaderboard, RateLimiter, RedisUnavailable, _compat
 from aiocache_patterns._executor import executor_for
+from aiocache_patterns._resend import is_resend_safe
 from aiocache_patterns._scripts import Script
 from tests._backends import cluster_availability, in_ci
 from tests._proxy import FaultProxy
@@ -321,3 +322,33 @@ async def test_a_moved_command_runs_once_on_its_new_node(paths: str) -> None:
         assert await ex.command("GET", key, timeout=TIMEOUT) == b"1"
     finally:
         await client.aclose()
+
+
+@pytest.mark.parametrize(
+    ("args", "safe"),
+    [
+        (("GET", b"k"), True),
+        ((b"get", b"k"), True),
+        (("MGET", b"a", b"b"), True),
+        (("ZREVRANGE", b"z", 0, 9, "WITHSCORES"), True),
+        (("SET", b"k", b"v"), True),
+        (("SET", b"k", b"v", "PX", 1000), True),
+        (("set", b"k", b"v", b"ex", 10, "KEEPTTL"), True),
+        (("SET", b"k", b"v", "NX", "PX", 1000), False),  # a second run answers nil
+        (("SET", b"k", b"v", "GET"), False),  # a second run answers the new value
+        (("SET", b"k"), False),
+        (("DEL", b"k"), False),
+        (("UNLINK", b"k"), False),
+        (("INCR", b"k"), False),
+        (("PEXPIRE", b"k", 100), False),
+        (("PUBLISH", b"c", b"m"), False),
+        (("EVALSHA", "0" * 40, 1, b"k"), False),
+    ],
+)
+def test_which_commands_are_resent(args: tuple[Any, ...], safe: bool) -> None:
+    assert is_resend_safe(args) is safe
+
+
+def test_a_script_is_resent_as_its_source_says() -> None:
+    assert is_resend_safe(("EVALSHA", MARKED.sha, 1, b"k"), MARKED)
+    assert not is_resend_safe(("EVALSHA", COUNTED.sha, 1, b"k"), COUNTED)
