@@ -111,21 +111,20 @@ class Direct:
         """Send ``args`` alone (on the lane when it is free); the raw reply (bulk strings
         as bytes). An error reply raises (redis-py's ``ResponseError``), and so does a
         lost reply that was not sent again (``ReplyLost``) or a connection failure."""
-        if self.busy or not self.has_lane:
-            reply = (await self._pooled([args], [safe]))[0]
-        else:
+        conn = self._conn
+        if conn is not None and not self.busy and self._hold and self._wire.stream_io:
+            # The lone call's usual path, kept short: the lane is connected and free.
             self.busy = True
             try:
-                reply = (await self._on_lane([args]))[0]
+                reply = await self._wire.exchange_one(conn, args)
                 if type(reply) is Lost:
-                    replies = await resend_lost(
-                        self._retry(), [args], [safe], [reply], self._on_lane
-                    )
-                    reply = replies[0]
+                    reply = await self._resend_on_lane(args, safe, reply)
             finally:
                 self.busy = False
-                if not self._wire.stream_io:
-                    self._give_back_lane()
+        elif not self.busy and self.has_lane:
+            reply = await self._lane_call(args, safe)
+        else:
+            reply = (await self._pooled([args], [safe]))[0]
         if isinstance(reply, BaseException):
             raise reply
         return reply
@@ -147,6 +146,22 @@ class Direct:
         return asyncio.get_running_loop().create_task(_give_back(self._pool, conn))
 
     # -- internals -------------------------------------------------------------
+
+    async def _lane_call(self, args: tuple[Any, ...], safe: bool) -> Any:
+        """A lone call on the lane, connecting it first."""
+        self.busy = True
+        try:
+            reply = (await self._on_lane([args]))[0]
+            if type(reply) is Lost:
+                reply = await self._resend_on_lane(args, safe, reply)
+        finally:
+            self.busy = False
+            if not self._wire.stream_io:
+                self._give_back_lane()
+        return reply
+
+    async def _resend_on_lane(self, args: tuple[Any, ...], safe: bool, lost: Lost) -> Any:
+        return (await resend_lost(self._retry(), [args], [safe], [lost], self._on_lane))[0]
 
     def _retry(self) -> Any:
         return self._client.get_retry()

@@ -119,10 +119,11 @@ class Wire:
         the module docs). Raises only for what is not the connection's failure (an
         argument redis-py cannot pack: nothing is sent) or a cancellation."""
         chunks = self._pack_all(conn, commands)
-        try:
-            await self._prepare(conn)
-        except CONNECTION_FAILURES as exc:
-            return [Lost(exc, False)] * len(commands)
+        if not self._ready(conn):
+            try:
+                await self._prepare(conn)
+            except CONNECTION_FAILURES as exc:
+                return [Lost(exc, False)] * len(commands)
         try:
             await self._write(conn, chunks)
         except CONNECTION_FAILURES as exc:
@@ -139,6 +140,52 @@ class Wire:
                 break
             replies.append(await self._parsed(args[0], reply))
         return replies
+
+    async def exchange_one(self, conn: Any, args: tuple[Any, ...]) -> Any:
+        """:meth:`exchange` for one command (the lone calls' path, kept short): its
+        outcome."""
+        chunks = self._pack(conn, args)
+        if not self._ready(conn):
+            try:
+                await self._prepare(conn)
+            except CONNECTION_FAILURES as exc:
+                return Lost(exc, False)
+        try:
+            if self.stream_io:
+                writer = conn._writer
+                try:
+                    writer.writelines(chunks)
+                    await writer.drain()
+                except BaseException as exc:
+                    await self._write_failed(conn, exc)
+            else:
+                await conn.send_packed_command(chunks, check_health=False)
+        except CONNECTION_FAILURES as exc:
+            return Lost(exc, sum(map(len, chunks)) >= WHOLE_WRITE)
+        try:
+            reply = await conn.read_response(disable_decoding=True, timeout=_NO_TIMEOUT)
+        except ResponseError as exc:
+            return exc
+        except CONNECTION_FAILURES as exc:
+            return Lost(exc, True)
+        callback = self._callback(args[0])
+        if callback is None:
+            return reply
+        reply = callback(reply)
+        if inspect.isawaitable(reply):
+            reply = await reply
+        return reply
+
+    def _ready(self, conn: Any) -> bool:
+        """Whether ``conn`` can be written to now, as far as can be seen without a call:
+        connected (streams checked), not closed by the server, no health check due."""
+        return bool(
+            self._checked
+            and self.stream_io
+            and conn._writer is not None
+            and not conn.health_check_interval
+            and not _dropped(conn)
+        )
 
     async def _prepare(self, conn: Any) -> None:
         """Connect ``conn`` if it is not, or again if the server closed it; health check."""
@@ -177,14 +224,17 @@ class Wire:
         try:
             writer.writelines(chunks)
             await writer.drain()
-        except OSError as exc:
-            await conn.disconnect(nowait=True)
+        except BaseException as exc:
+            await self._write_failed(conn, exc)
+
+    @staticmethod
+    async def _write_failed(conn: Any, exc: BaseException) -> None:
+        """A write to the stream failed or was cut short (cancelled: it may have sent part
+        of a command): the connection cannot be used again. Raises what the caller sees."""
+        await conn.disconnect(nowait=True)
+        if isinstance(exc, OSError):
             raise RedisConnectionError(f"Error while writing to socket: {exc}") from exc
-        except BaseException:
-            # A write cut short (cancelled) may have sent part of a command: the
-            # connection cannot be used again.
-            await conn.disconnect(nowait=True)
-            raise
+        raise exc
 
     def _pack_all(self, conn: Any, commands: Sequence[tuple[Any, ...]]) -> list[bytes]:
         if len(commands) == 1:
