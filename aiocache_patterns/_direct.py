@@ -1,8 +1,9 @@
-"""redis-py's connections used directly, without its per-call layers.
+"""redis-py's connections used directly, without its per-call layers, and with
+the executor owning the resends.
 
 Why: from Python, most of a Redis call's cost is the client's, and on redis-py
 8 a good part of that is layers the executor does not need, because it already
-bounds, times and retries every round trip itself:
+bounds and times every round trip itself:
 
 * every call checks a connection out of the pool and back in (an
   ``asyncio.Lock`` each way, a probe of the socket for unread data,
@@ -17,105 +18,65 @@ bounds, times and retries every round trip itself:
 * commands are packed in Python (about 4 µs for an EVALSHA), where hiredis,
   installed with redis-py's ``hiredis`` extra, packs them in C (under 1 µs).
 
-So, for a standalone ``redis.asyncio.Redis``:
+And one layer it must not have: redis-py's ``Retry`` resends a command whose
+reply was lost, which runs it twice. Here a command is sent again only when it
+never left or is safe to resend (``_resend.py``), with the client's own retry
+count and backoff (``_wire.resend_lost``).
+
+So, for a standalone ``redis.asyncio.Redis``, every command of the executor
+goes through here:
 
 * **the lane**: a lone call (nobody to batch with) is sent on one connection
   kept checked out of the client's pool between calls;
-* **pipelines** are packed, sent and read here, on a pooled connection: one
-  write, then one plain read per reply.
+* **pipelines**, and lone calls that find the lane busy (or have none), are
+  packed, sent and read here on a pooled connection: one write, then one
+  plain read per reply.
 
-Both send with redis-py's own connection methods (``pack_commands``,
-``send_packed_command``, ``read_response``) and keep its safety:
-
-* a reply is never left unread: ``send_packed_command`` and ``read_response``
-  disconnect the connection on any error or cancellation while a command is
-  outstanding (the CVE-2023-28858/28859 fix), and the next use reconnects;
-* the client's own ``Retry`` policy applies, as in ``execute_command``;
-* replies pass through the client's response callbacks as in redis-py (for a
-  command sent with no options, which is how the executor sends every one);
-* error replies come back in place (pipelines) or raised (the lane), as
-  redis-py's ``ResponseError`` subclasses.
-
-Writes and reads go without ``socket_timeout``: the executor's deadline covers
-the whole round trip, and cancels it (closing the connection) when it runs out.
-A write goes straight to the connection's stream writer, with the error
-handling of redis-py's ``send_packed_command`` (which is still used to connect,
-and whenever a health check is due). Commands are packed by
-``hiredis.pack_command`` when hiredis is installed and the client encodes
-strings as strict UTF-8 (redis-py's default), else by redis-py; both give the
-same bytes, and anything hiredis refuses (a ``bool``, a ``memoryview``, a
-command name with a space) is packed by redis-py, which raises its own error
-for what it refuses too.
-
-The lane: one caller at a time (a caller that finds it busy takes the
-ordinary path); a connection the server closed while idle is noticed before
-sending (the event loop has already seen its end of stream) and reconnected,
-as the pool's checkout probe would; the connection counts against
+Connections are redis-py's, used through their own methods (``connect``,
+``read_response``, ``pack_command``, ``check_health``, ``disconnect``), so
+their safety holds (see ``_wire.py``); the connection counts against
 ``max_connections`` and is closed by ``client.aclose()`` like any other.
-Pools smaller than :data:`MIN_POOL` get no lane.
 
-Cluster clients (routing per node), ``single_connection_client`` clients and
-fakeredis (no sockets) are left to redis-py.
+The lane needs to see a connection the server closed while it sat idle before
+writing to it (the pool's checkout probe would have): it reads the
+connection's stream internals, checked at start-up (``_compat.py``); without
+them there is no lane. Pools smaller than :data:`MIN_POOL` get none either,
+and ``single_connection_client`` clients, connection classes not from
+redis-py and fakeredis (no sockets) are left to redis-py (and its retries).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import inspect
-import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any, Final
 
 from redis.asyncio import Redis
-from redis.client import NEVER_DECODE
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import ResponseError
+from redis.exceptions import MaxConnectionsError
 
-try:
-    import hiredis
-except ImportError:  # pragma: no cover - hiredis comes with redis[hiredis]
-    hiredis = None  # type: ignore[assignment]
-
-_hiredis_pack: Callable[[tuple[Any, ...]], bytes] | None = getattr(hiredis, "pack_command", None)
+from ._wire import CONNECTION_FAILURES, Lost, Wire, resend_lost
 
 __all__ = ["MIN_POOL", "Direct"]
 
 #: Pools smaller than this get no lane: one held connection is a large share of them.
 MIN_POOL: Final = 8
 
-_RAW: Final = {NEVER_DECODE: True}
-#: ``read_response(timeout=...)``: wait for the reply without a timer of its own.
-_NO_TIMEOUT: Final = math.inf
-_UNSET: Final = object()
-
 
 class Direct:
     """Direct use of one ``redis.asyncio.Redis`` client's connections. See the module docs."""
 
-    __slots__ = (
-        "_callbacks",
-        "_client",
-        "_conn",
-        "_fast_pack",
-        "_hold",
-        "_pool",
-        "_replies",
-        "busy",
-    )
+    __slots__ = ("_client", "_conn", "_hold", "_pool", "_wire", "busy")
 
     def __init__(self, client: Redis, *, hold: bool) -> None:
         self._client: Any = client
         self._pool: Any = client.connection_pool
-        kwargs = self._pool.connection_kwargs
-        self._fast_pack = (
-            _hiredis_pack is not None
-            and str(kwargs.get("encoding", "utf-8")).lower().replace("_", "-") in ("utf-8", "utf8")
-            and kwargs.get("encoding_errors", "strict") == "strict"
+        self._wire = Wire(
+            client.response_callbacks,
+            self._pool.connection_kwargs,
+            self._pool.connection_class,
+            probe=False,  # the pool probes at checkout; the lane is used only with streams
         )
-        self._callbacks: Any = client.response_callbacks
-        #: command name -> its response callback (or None), looked up once
-        self._replies: dict[Any, Callable[..., Any] | None] = {}
         self._hold = hold
         self._conn: Any = None
         #: A lone call is using the lane right now.
@@ -142,41 +103,39 @@ class Direct:
 
     @property
     def has_lane(self) -> bool:
-        """Whether lone calls can go on the lane (the pool is big enough to hold one)."""
-        return self._hold
+        """Whether lone calls go on the lane (the pool is big enough to hold one, and the
+        connection's stream internals are there to see it dropped)."""
+        return self._hold and self._wire.stream_io
 
-    async def call(self, args: tuple[Any, ...]) -> Any:
-        """Send ``args`` on the lane; the raw reply (bulk strings as bytes).
+    async def call(self, args: tuple[Any, ...], safe: bool) -> Any:
+        """Send ``args`` alone (on the lane when it is free); the raw reply (bulk strings
+        as bytes). An error reply raises (redis-py's ``ResponseError``), and so does a
+        lost reply that was not sent again (``ReplyLost``) or a connection failure."""
+        conn = self._conn
+        if conn is not None and not self.busy and self._hold and self._wire.stream_io:
+            # The lone call's usual path, kept short: the lane is connected and free.
+            self.busy = True
+            try:
+                reply = await self._wire.exchange_one(conn, args)
+                if type(reply) is Lost:
+                    reply = await self._resend_on_lane(args, safe, reply)
+            finally:
+                self.busy = False
+        elif not self.busy and self.has_lane:
+            reply = await self._lane_call(args, safe)
+        else:
+            reply = (await self._pooled([args], [safe]))[0]
+        if isinstance(reply, BaseException):
+            raise reply
+        return reply
 
-        An error reply raises (redis-py's ``ResponseError``)."""
-        if self.busy:
-            return await self._client.execute_command(*args, **_RAW)
-        self.busy = True
-        try:
-            conn = self._conn
-            if conn is None:
-                conn = self._conn = await self._pool.get_connection()
-            elif _dropped(conn):
-                await conn.disconnect()  # the send below reconnects
-            reply = await conn.retry.call_with_retry(
-                lambda: self._exchange_one(conn, args), lambda _error: conn.disconnect()
-            )
-        finally:
-            self.busy = False
-        return await self._parsed(args[0], reply)
-
-    async def pipeline(self, commands: Sequence[tuple[Any, ...]]) -> list[Any]:
+    async def pipeline(
+        self, commands: Sequence[tuple[Any, ...]], safe: Sequence[bool]
+    ) -> list[Any]:
         """Send ``commands`` in one write on a pooled connection; their replies in order,
-        an error reply as its ``ResponseError`` in place (non-transactional, like
-        ``pipeline(transaction=False).execute(raise_on_error=False)``)."""
-        pool = self._pool
-        conn = await pool.get_connection()
-        try:
-            return await conn.retry.call_with_retry(  # type: ignore[no-any-return]
-                lambda: self._exchange(conn, commands), lambda _error: conn.disconnect()
-            )
-        finally:
-            await pool.release(conn)
+        an error (reply, lost reply, failed connection) as an exception in place
+        (non-transactional, like ``pipeline(transaction=False).execute(raise_on_error=False)``)."""
+        return await self._pooled(commands, safe)
 
     def close_soon(self) -> asyncio.Task[None] | None:
         """Give the lane's connection back to the pool (in a task of the running loop):
@@ -186,90 +145,69 @@ class Direct:
             return None
         return asyncio.get_running_loop().create_task(_give_back(self._pool, conn))
 
-    def _callback(self, command: Any) -> Callable[..., Any] | None:
-        callback = self._replies.get(command, _UNSET)
-        if callback is _UNSET:
-            callback = self._replies[command] = self._callbacks.get(command)
-        return callback  # type: ignore[return-value]
+    # -- internals -------------------------------------------------------------
 
-    def _pack(self, conn: Any, args: tuple[Any, ...]) -> list[bytes]:
-        """``args`` as the chunks of bytes to write (one with hiredis, several with redis-py)."""
-        if self._fast_pack:
-            first = args[0]
-            if not (isinstance(first, str) and " " in first):
-                with contextlib.suppress(TypeError):  # redis-py says what is wrong below
-                    return [_hiredis_pack(args)]  # type: ignore[misc]
-        packed: list[bytes] = conn.pack_command(*args)
-        return packed
-
-    async def _exchange_one(self, conn: Any, args: tuple[Any, ...]) -> Any:
-        await _write(conn, self._pack(conn, args))
-        return await conn.read_response(disable_decoding=True, timeout=_NO_TIMEOUT)
-
-    async def _exchange(self, conn: Any, commands: Sequence[tuple[Any, ...]]) -> list[Any]:
-        chunks: list[bytes] = []
-        for args in commands:
-            chunks.extend(self._pack(conn, args))
-        await _write(conn, chunks)
-        replies: list[Any] = []
-        for args in commands:
-            try:
-                reply = await conn.read_response(disable_decoding=True, timeout=_NO_TIMEOUT)
-            except ResponseError as exc:
-                replies.append(exc)
-                continue
-            replies.append(await self._parsed(args[0], reply))
-        return replies
-
-    async def _parsed(self, command: Any, reply: Any) -> Any:
-        """``reply`` through the client's response callback for ``command``, as redis-py
-        does for a command sent with no options."""
-        callback = self._callback(command)
-        if callback is None:
-            return reply
-        reply = callback(reply)
-        if inspect.isawaitable(reply):
-            reply = await reply
+    async def _lane_call(self, args: tuple[Any, ...], safe: bool) -> Any:
+        """A lone call on the lane, connecting it first."""
+        self.busy = True
+        try:
+            reply = (await self._on_lane([args]))[0]
+            if type(reply) is Lost:
+                reply = await self._resend_on_lane(args, safe, reply)
+        finally:
+            self.busy = False
+            if not self._wire.stream_io:
+                self._give_back_lane()
         return reply
 
+    async def _resend_on_lane(self, args: tuple[Any, ...], safe: bool, lost: Lost) -> Any:
+        return (await resend_lost(self._retry(), [args], [safe], [lost], self._on_lane))[0]
 
-def _dropped(conn: Any) -> bool:
-    """Whether the server closed ``conn`` (or sent something unasked) since its last reply.
+    def _retry(self) -> Any:
+        return self._client.get_retry()
 
-    What the pool's checkout probe finds with a read, seen here without one: the
-    event loop has already fed the connection's stream whatever arrived.
-    """
-    reader = getattr(conn, "_reader", None)
-    if reader is None:
-        return False
-    unasked = getattr(reader, "_buffer", b"")
-    return bool(reader.at_eof() or reader.exception() is not None or unasked)
+    async def _on_lane(self, commands: list[tuple[Any, ...]]) -> list[Any]:
+        conn = self._conn
+        if conn is None:
+            try:
+                conn = self._conn = await self._pool.get_connection()
+            except MaxConnectionsError:
+                raise
+            except CONNECTION_FAILURES as exc:
+                return [Lost(exc, False)] * len(commands)
+        return await self._wire.exchange(conn, commands)
+
+    async def _pooled(
+        self, commands: Sequence[tuple[Any, ...]], safe: Sequence[bool]
+    ) -> list[Any]:
+        replies = await self._checked_out(commands)
+        for reply in replies:
+            if type(reply) is Lost:
+                return await resend_lost(self._retry(), commands, safe, replies, self._checked_out)
+        return replies
+
+    async def _checked_out(self, commands: Sequence[tuple[Any, ...]]) -> list[Any]:
+        pool = self._pool
+        try:
+            conn = await pool.get_connection()
+        except MaxConnectionsError:
+            raise
+        except CONNECTION_FAILURES as exc:  # the pool's probe found it dead, and connecting failed
+            return [Lost(exc, False)] * len(commands)
+        try:
+            return await self._wire.exchange(conn, commands)
+        finally:
+            await pool.release(conn)
+
+    def _give_back_lane(self) -> None:
+        task = self.close_soon()
+        if task is not None:
+            _closing.add(task)
+            task.add_done_callback(_closing.discard)
 
 
-async def _write(conn: Any, chunks: list[bytes]) -> None:
-    """``conn.send_packed_command(chunks)`` without its ``wait_for`` (see the module docs)."""
-    writer = getattr(conn, "_writer", None)
-    if (
-        writer is None
-        or not conn.is_connected
-        or (
-            conn.health_check_interval
-            and asyncio.get_running_loop().time() > conn.next_health_check
-        )
-    ):
-        await conn.send_packed_command(chunks)  # connects, checks health
-        return
-    try:
-        writer.writelines(chunks)
-        await writer.drain()
-    except OSError as exc:
-        await conn.disconnect(nowait=True)
-        raise RedisConnectionError(f"Error while writing to socket: {exc}") from exc
-    except BaseException:
-        # A write cut short (cancelled) may have sent part of a command: the
-        # connection cannot be used again.
-        await conn.disconnect(nowait=True)
-        raise
+#: Lane give-backs in flight (a reference, so they are not collected while they run).
+_closing: set[asyncio.Task[None]] = set()
 
 
 async def _give_back(pool: Any, conn: Any) -> None:

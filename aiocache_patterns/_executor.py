@@ -12,7 +12,10 @@ by many tasks in the same event-loop tick are sent together:
 How, without a timer: the first caller of a tick opens a batch and, if other
 tasks are ready to run, yields once (``sleep(0)``) so they can join; then it
 flushes. A lone caller (no other task ready) is sent at once, as a plain
-command, so latency at concurrency 1 is that of a raw call.
+command, so latency at concurrency 1 is that of a raw call. "No other task
+ready" is read from asyncio's ready queue; on a loop that has none to read
+(uvloop), a caller is lone when nothing of this client is in flight or being
+gathered (``_compat.py``).
 
 Guarantees:
 
@@ -24,10 +27,16 @@ Guarantees:
   call (redis-py drops the connection rather than leave a reply unread);
 * round trips in flight are bounded (``max_inflight``), so a default pool of
   100 connections is never exhausted however many tasks call;
-* every round trip has a deadline that includes redis-py's own retries; errors
-  are translated into the library's exceptions; a circuit breaker fails fast
-  while the server is down and lets a trial through to notice recovery;
-* NOSCRIPT is answered by loading the script and resending.
+* every round trip has a deadline that includes the resends; errors are
+  translated into the library's exceptions; a circuit breaker fails fast while
+  the server is down and lets a trial through to notice recovery;
+* NOSCRIPT is answered by loading the script and resending;
+* a command whose reply was lost is sent again only if that is safe
+  (``_resend.py``): on a ``Redis`` and a ``RedisCluster`` the executor sends
+  through ``_direct.py`` / ``_cluster.py``, which own the resends, instead of
+  redis-py's ``execute_command`` and pipelines, which resend anything;
+* a GET of a key holding another Redis type reads as a miss, alone or batched
+  (an MGET answers nil for it; a lone GET's WRONGTYPE is read the same way).
 """
 
 from __future__ import annotations
@@ -43,9 +52,12 @@ from redis.asyncio.cluster import RedisCluster
 from redis.client import NEVER_DECODE
 from redis.crc import key_slot
 
+from . import _compat
 from ._breaker import CircuitBreaker
+from ._cluster import ClusterDirect
 from ._direct import Direct
 from ._guards import Deadlines, Slots
+from ._resend import is_resend_safe
 from ._scripts import Script
 from .errors import RedisCommandError, RedisOutOfMemory, RedisTimeout, RedisUnavailable
 
@@ -83,21 +95,24 @@ _UNAVAILABLE_ERRORS: Final = (
 
 
 class _Op:
-    """One command waiting in a batch. ``future`` is made only if it joins a batch."""
+    """One command waiting in a batch. ``future`` is made only if it joins a batch;
+    ``safe``: it may be resent after a lost reply (``_resend.py``)."""
 
-    __slots__ = ("args", "future", "key", "kind", "script", "timeout")
+    __slots__ = ("args", "future", "key", "kind", "safe", "script", "timeout")
 
     def __init__(
         self,
         kind: int,
         args: tuple[Any, ...],
         timeout: float,
+        safe: bool,
         key: bytes = b"",
         script: Script | None = None,
     ) -> None:
         self.kind = kind
         self.args = args
         self.timeout = timeout
+        self.safe = safe
         self.future: asyncio.Future[Any] | None = None
         self.key = key
         self.script = script
@@ -153,6 +168,11 @@ def _reply_error(exc: BaseException) -> BaseException:
     return new
 
 
+def _wrong_type(exc: BaseException) -> bool:
+    """Whether ``exc`` is Redis's WRONGTYPE error reply (a key of another type)."""
+    return isinstance(exc, RedisCommandError) and str(exc).startswith("WRONGTYPE")
+
+
 def _copy_error(exc: BaseException) -> BaseException:
     """A fresh exception per waiter, so tracebacks do not pile up on a shared one."""
     if isinstance(exc, (RedisUnavailable, RedisCommandError)):
@@ -187,7 +207,7 @@ class Executor:
         #: Commands other than GET in the open batch.
         self._open_commands = 0
         self._tasks: set[asyncio.Task[None]] = set()
-        self._direct: Direct | None = None
+        self._direct: Direct | ClusterDirect | None = None
         self._lane_closing: set[asyncio.Task[None]] = set()
         #: Round trips sent, for tests and the benchmark harness.
         self.round_trips = 0
@@ -195,11 +215,21 @@ class Executor:
     # -- public operations ---------------------------------------------------
 
     async def get(self, key: bytes, timeout: float) -> bytes | None:
-        """GET ``key`` (bytes, never decoded), merged with concurrent GETs."""
+        """GET ``key`` (bytes, never decoded), merged with concurrent GETs.
+
+        A key that holds another Redis type reads as None (a miss), alone or batched.
+        """
         if self._lone_caller():
-            result: bytes | None = await self._round_trip(timeout, self._send(("GET", key)))
+            try:
+                result: bytes | None = await self._round_trip(
+                    timeout, self._send(("GET", key), None, True)
+                )
+            except RedisCommandError as exc:
+                if not _wrong_type(exc):
+                    raise
+                return None
             return result
-        op = _Op(_GET, ("GET", key), timeout, key=key)
+        op = _Op(_GET, ("GET", key), timeout, True, key=key)
         joined = self._join(op)  # the common case under load, without a coroutine more
         reply: bytes | None = await (joined if joined is not None else self._submit(op))
         return reply
@@ -209,34 +239,70 @@ class Executor:
         if not keys:
             return []
         self._lone_caller()
-        ops = [_Op(_GET, ("GET", k), timeout, key=k) for k in keys]
+        ops = [_Op(_GET, ("GET", k), timeout, True, key=k) for k in keys]
         return await self._submit_many(ops)
 
-    async def command(self, *args: Any, timeout: float) -> Any:
-        """Any single-key (or keyless) command; bulk replies come back as bytes."""
-        if self._lone_caller():
-            return await self._round_trip(timeout, self._send(args))
-        return await self._submit(_Op(_COMMAND, args, timeout))
+    async def command(self, *args: Any, timeout: float, resend_safe: bool | None = None) -> Any:
+        """Any single-key (or keyless) command; bulk replies come back as bytes.
 
-    async def commands(self, commands: Iterable[tuple[Any, ...]], timeout: float) -> list[Any]:
+        ``resend_safe``: whether the command may be sent again after its reply was
+        lost (running it twice has the effect and the reply of running it once);
+        None (the default) decides by the command (``_resend.py``).
+        """
+        safe = is_resend_safe(args) if resend_safe is None else resend_safe
+        if self._lone_caller():
+            return await self._round_trip(timeout, self._send(args, None, safe))
+        return await self._submit(_Op(_COMMAND, args, timeout, safe))
+
+    async def commands(
+        self,
+        commands: Iterable[tuple[Any, ...]],
+        timeout: float,
+        *,
+        resend_safe: bool | None = None,
+    ) -> list[Any]:
         """Several commands in one round trip; each result or error in its place.
 
         Errors come back as exception objects in the list, not raised, so one
-        failing command does not hide the others' results.
+        failing command does not hide the others' results. ``resend_safe``: as
+        for :meth:`command`, for all of them.
         """
         self._lone_caller()
-        ops = [_Op(_COMMAND, args, timeout) for args in commands]
+        ops = [
+            _Op(
+                _COMMAND,
+                args,
+                timeout,
+                is_resend_safe(args) if resend_safe is None else resend_safe,
+            )
+            for args in commands
+        ]
         if not ops:
             return []
         return await self._submit_many(ops, return_exceptions=True)
 
     async def script(
-        self, script: Script, keys: Sequence[bytes], args: Sequence[Any], timeout: float
+        self,
+        script: Script,
+        keys: Sequence[bytes],
+        args: Sequence[Any],
+        timeout: float,
+        *,
+        resend_safe: bool | None = None,
     ) -> Any:
-        """EVALSHA ``script``; loads it on NOSCRIPT and resends."""
-        op = _Op(_SCRIPT, ("EVALSHA", script.sha, len(keys), *keys, *args), timeout, script=script)
+        """EVALSHA ``script``; loads it on NOSCRIPT and resends. Resent after a lost
+        reply only if the script declares it safe (``Script.resend_safe``), or the
+        caller says so for this call (``resend_safe=True``: a read-only mode of a
+        script that also writes, say)."""
+        op = _Op(
+            _SCRIPT,
+            ("EVALSHA", script.sha, len(keys), *keys, *args),
+            timeout,
+            script.resend_safe if resend_safe is None else resend_safe,
+            script=script,
+        )
         if self._lone_caller():
-            return await self._round_trip(timeout, self._send(op.args, script))
+            return await self._round_trip(timeout, self._send(op.args, script, op.safe))
         return await self._submit(op)
 
     async def guarded(self, operation: Coroutine[Any, Any, T], timeout: float) -> T:
@@ -253,7 +319,8 @@ class Executor:
     @property
     def held_connections(self) -> int:
         """Connections this executor keeps checked out of the pool between calls (its lane)."""
-        return int(self._direct is not None and self._direct.holds_connection)
+        direct = self._direct
+        return int(isinstance(direct, Direct) and direct.holds_connection)
 
     @property
     def in_flight(self) -> int:
@@ -266,25 +333,27 @@ class Executor:
         """Bind to the running loop; True if this caller can be sent at once, unbatched.
 
         That is the case when no batch is open and no other task is ready to
-        run this tick (so nobody could join), and a slot is free.
+        run this tick (so nobody could join), and a slot is free. On a loop
+        whose ready queue cannot be read (uvloop), when no batch is open and
+        nothing of this client is in flight: concurrent callers then find the
+        first one's round trip in flight and batch behind it.
         """
         loop = asyncio.get_running_loop()
         if loop is not self._loop:
             # A client is bound to one loop at a time; start clean on a new one.
             self._loop = loop
-            self._ready = getattr(loop, "_ready", None)
+            self._ready = _compat.ready_queue(loop)
             self._slots = Slots(self._max_inflight)
             self._deadlines = Deadlines(loop)
             self._open = None
             self._tasks = set()
             self._rebind_direct()
+        if self._open is not None:
+            return False
         ready = self._ready
-        return (
-            self._open is None
-            and ready is not None
-            and not ready
-            and self._slots.busy < self._max_inflight
-        )
+        if ready is None:
+            return self._slots.busy == 0
+        return not ready and self._slots.busy < self._max_inflight
 
     def _join(self, op: _Op) -> asyncio.Future[Any] | None:
         """Add ``op`` to the open batch, if one is open; the future of its reply."""
@@ -310,7 +379,15 @@ class Executor:
         self._open_commands = op.kind != _GET
         await self._gather_tick(batch, [op])
         if len(batch) == 1:
-            return await self._round_trip(op.timeout, self._send(op.args, op.script))
+            send = self._send(op.args, op.script, op.safe)
+            if op.kind != _GET:
+                return await self._round_trip(op.timeout, send)
+            try:
+                return await self._round_trip(op.timeout, send)
+            except RedisCommandError as exc:
+                if not _wrong_type(exc):
+                    raise
+                return None
         op.future = loop.create_future()
         self._spawn(batch)
         return await op.future
@@ -440,31 +517,29 @@ class Executor:
         return result
 
     def _rebind_direct(self) -> None:
-        """A new loop: a new lane; the old one's connection goes back to the pool."""
-        old, self._direct = self._direct, Direct.for_client(self.client)
-        task = old.close_soon() if old is not None else None
+        """A new loop: a new direct path; the old lane's connection goes back to the pool."""
+        old = self._direct
+        self._direct = Direct.for_client(self.client) or ClusterDirect.for_client(self.client)
+        task = old.close_soon() if isinstance(old, Direct) else None
         if task is not None:
             self._lane_closing.add(task)
             task.add_done_callback(self._lane_closing.discard)
 
-    async def _send(self, args: tuple[Any, ...], script: Script | None = None) -> Any:
-        """One command as itself (no pipeline), on the lane if there is one; a script is
-        loaded on NOSCRIPT and sent again."""
+    async def _send(self, args: tuple[Any, ...], script: Script | None, safe: bool) -> Any:
+        """One command as itself (on the lane if there is one); a script is loaded on
+        NOSCRIPT and sent again."""
         direct = self._direct
-        if direct is not None and direct.has_lane:
-            send = direct.call
-        else:
-            send = self._execute
         try:
-            return await send(args)
+            if direct is not None:
+                return await direct.call(args, safe)
+            return await self.client.execute_command(*args, **_RAW)
         except redis_errors.NoScriptError:
             if script is None:
                 raise
             await self.client.script_load(script.source)
-            return await send(args)
-
-    async def _execute(self, args: tuple[Any, ...]) -> Any:
-        return await self.client.execute_command(*args, **_RAW)
+            if direct is not None:
+                return await direct.call(args, safe)
+            return await self.client.execute_command(*args, **_RAW)
 
     async def _flush(self, batch: list[_Op]) -> None:
         timeout = max(op.timeout for op in batch)
@@ -489,7 +564,9 @@ class Executor:
         get_groups = self._get_groups(list(gets))
         commands = [("MGET", *group) for group in get_groups]
         commands.extend(op.args for op in others)
-        replies = await self._pipeline(commands)
+        safe = [True] * len(get_groups)
+        safe.extend(op.safe for op in others)
+        replies = await self._pipeline(commands, safe)
 
         for group, reply in zip(get_groups, replies, strict=False):
             if isinstance(reply, BaseException):
@@ -516,14 +593,15 @@ class Executor:
         scripts = {op.script.sha: op.script for op in ops if op.script is not None}
         for script in scripts.values():
             await self.client.script_load(script.source)
-        replies = await self._pipeline([op.args for op in ops])
+        replies = await self._pipeline([op.args for op in ops], [op.safe for op in ops])
         for op, reply in zip(ops, replies, strict=True):
             _settle_op(op, _reply_error(reply) if isinstance(reply, BaseException) else reply)
 
-    async def _pipeline(self, commands: list[tuple[Any, ...]]) -> list[Any]:
-        """Commands in one non-transactional pipeline; error replies in place."""
+    async def _pipeline(self, commands: list[tuple[Any, ...]], safe: list[bool]) -> list[Any]:
+        """Commands in one non-transactional pipeline (one per node on a cluster); error
+        replies in place. ``safe``: which may be resent after a lost reply."""
         if self._direct is not None:
-            return await self._direct.pipeline(commands)
+            return await self._direct.pipeline(commands, safe)
         pipe = self.client.pipeline(transaction=False)
         for args in commands:
             pipe.execute_command(*args, **_RAW)

@@ -10,7 +10,12 @@ the hot path: ``asyncio.timeout`` schedules and cancels a timer per call
   checks them from one periodic callback, armed only while calls are in
   flight; an overdue call's task is cancelled and the cancellation is turned
   into a timeout by the call.
-  A deadline fires between ``timeout`` and ``timeout + tick`` after the start.
+  A deadline fires between ``timeout`` and ``timeout + tick`` after the start,
+  and again every :data:`RECANCEL` until the call is over: on Python 3.11
+  ``asyncio.wait_for`` can swallow a cancellation (CPython gh-86296), and
+  redis-py wraps every write (the connection handshake's included) in one, so
+  a single cancel could leave a call running through redis-py's own socket
+  timeouts and retries for a minute.
 """
 
 from __future__ import annotations
@@ -23,6 +28,8 @@ __all__ = ["Deadlines", "Slots"]
 
 #: How often overdue calls are looked for, in seconds.
 TICK: Final = 0.025
+#: How long after a deadline's cancel a call still running is cancelled again.
+RECANCEL: Final = 0.1
 
 
 class Slots:
@@ -83,8 +90,8 @@ class Deadlines:
         self._loop = loop
         #: task -> when its call is overdue (loop time)
         self._active: dict[asyncio.Task[Any], float] = {}
-        #: task -> its cancel count just before we cancelled it (for uncancel)
-        self._expired: dict[asyncio.Task[Any], int] = {}
+        #: task -> [its cancel count just before we first cancelled it, our cancels]
+        self._expired: dict[asyncio.Task[Any], list[int]] = {}
         self._armed = False
 
     def start(self, timeout: float) -> asyncio.Task[Any]:
@@ -103,21 +110,33 @@ class Deadlines:
 
     def caused(self, task: asyncio.Task[Any]) -> bool:
         """Whether the task's cancellation is our deadline's doing (and nobody else's)."""
-        baseline = self._expired.pop(task, None)
-        if baseline is None:
+        self._active.pop(task, None)  # no more cancels: the call is ending
+        expired = self._expired.pop(task, None)
+        if expired is None:
             return False
+        baseline, cancels = expired
         uncancel = getattr(task, "uncancel", None)
         if uncancel is None:  # Python 3.10: no cancel counting
             return True
-        return int(uncancel()) <= baseline
+        left = baseline
+        for _ in range(cancels):
+            left = int(uncancel())
+        return left <= baseline
 
     def _check(self) -> None:
         now = self._loop.time()
         overdue = [task for task, at in self._active.items() if at <= now]
         for task in overdue:
-            del self._active[task]
-            cancelling = getattr(task, "cancelling", None)
-            self._expired[task] = int(cancelling()) if cancelling is not None else 0
+            if task.done():
+                del self._active[task]
+                continue
+            expired = self._expired.get(task)
+            if expired is None:
+                cancelling = getattr(task, "cancelling", None)
+                self._expired[task] = [int(cancelling()) if cancelling is not None else 0, 1]
+            else:
+                expired[1] += 1  # the last cancel was swallowed: cancel again
+            self._active[task] = now + RECANCEL
             task.cancel()
         if self._active:
             self._loop.call_later(TICK, self._check)

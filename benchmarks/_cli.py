@@ -6,6 +6,10 @@ fakeredis, which is labelled "embedded, not a speed figure". Results go to
 ``benchmarks/results/<scenario>.json`` and ``.png``; the Markdown tables go
 to stdout, the progress display to stderr.
 
+Scenarios named ``<name>-uvloop`` run the same cases on uvloop's event loop:
+they run after the others, in a uvloop loop of their own (skipped with a note
+when uvloop is not installed).
+
 Exit status: 0, or 1 if a raw or library variant failed its correctness check
 (a peer that fails is reported, not fatal). Missed targets are reported only.
 """
@@ -16,11 +20,12 @@ import argparse
 import asyncio
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Coroutine, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
-from benchmarks._optional import optional_module
+from benchmarks._optional import missing_note, optional_module
 from benchmarks._report import (
     RunInfo,
     ScenarioResult,
@@ -142,9 +147,18 @@ def _rich_progress() -> Any:
     )
 
 
-async def _run(args: argparse.Namespace, target: Target) -> int:
-    names = args.scenario or [n for n in SCENARIOS if n not in _OPT_IN]
-    info = RunInfo(
+@dataclass
+class _Run:
+    """What a run has measured so far, across the event loops it used."""
+
+    info: RunInfo
+    results: list[ScenarioResult] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+    ran: list[str] = field(default_factory=list)
+
+
+async def _run_info(args: argparse.Namespace, target: Target) -> RunInfo:
+    return RunInfo(
         target=target.label,
         target_kind=target.kind,
         speed_figure=target.speed_figure,
@@ -152,9 +166,10 @@ async def _run(args: argparse.Namespace, target: Target) -> int:
         machine=machine_info(),
         quick=args.quick,
     )
-    results: list[ScenarioResult] = []
-    failed: list[str] = []
-    started = time.perf_counter()
+
+
+async def _measure(args: argparse.Namespace, target: Target, names: list[str], run: _Run) -> None:
+    """Run the scenarios ``names`` on the running event loop."""
     try:
         for name in names:
             scenario = SCENARIOS[name]
@@ -165,14 +180,37 @@ async def _run(args: argparse.Namespace, target: Target) -> int:
             else:
                 progress = _QuietProgress() if args.no_progress else _PlainProgress()
                 result = await scenario.run(_context(args, target, progress))
-            results.append(result)
-            _emit(result, info, args.results_dir)
-            failed += [f"{name}: {v}" for g in ("raw", "library") for v in result.failed(g)]
-            failed += [f"{name}: {e}" for e in result.errors]
+            run.results.append(result)
+            run.ran.append(name)
+            _emit(result, run.info, args.results_dir)
+            run.failed += [f"{name}: {v}" for g in ("raw", "library") for v in result.failed(g)]
+            run.failed += [f"{name}: {e}" for e in result.errors]
     finally:
         await delete_bench_keys(target)
-    report = write_report(results, info, args.results_dir, argv=sys.argv[1:])
-    print(f"Ran {', '.join(names)} in {time.perf_counter() - started:.1f}s on {target.label}.")
+
+
+def _uvloop_runner() -> Callable[[Coroutine[Any, Any, None]], None] | None:
+    uvloop = optional_module("uvloop")
+    return None if uvloop is None else cast(Any, uvloop).run
+
+
+def _run(args: argparse.Namespace, target: Target) -> int:
+    names = args.scenario or [n for n in SCENARIOS if n not in _OPT_IN]
+    on_uvloop = [n for n in names if getattr(SCENARIOS[n], "loop", "asyncio") == "uvloop"]
+    on_asyncio = [n for n in names if n not in on_uvloop]
+    run = _Run(asyncio.run(_run_info(args, target)))
+    started = time.perf_counter()
+    if on_asyncio:
+        asyncio.run(_measure(args, target, on_asyncio, run))
+    if on_uvloop:
+        run_on_uvloop = _uvloop_runner()
+        if run_on_uvloop is None:
+            print(f"Skipped {', '.join(on_uvloop)}: {missing_note('uvloop')}.\n", flush=True)
+        else:
+            run_on_uvloop(_measure(args, target, on_uvloop, run))
+    results, failed = run.results, run.failed
+    report = write_report(results, run.info, args.results_dir, argv=sys.argv[1:])
+    print(f"Ran {', '.join(run.ran)} in {time.perf_counter() - started:.1f}s on {target.label}.")
     print(f"Report: {report}")
     summary = [f"  {r.scenario}: {g.line}" for r in results for g in r.goals]
     if summary:
@@ -199,4 +237,4 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     choice = cast(TargetChoice, args.target)
     with open_target(args.redis_url, choice) as target:
-        return asyncio.run(_run(args, target))
+        return _run(args, target)

@@ -8,6 +8,10 @@
         proxy.stall()            # nothing moves, either way, until resume()
         proxy.resume()
         await proxy.drop_all()   # every connection reset (RST) at once
+        proxy.cut_replies(after=0)  # the next replies: `after` pass, then the connection is
+                                    # reset (the commands ran; their replies are lost)
+        proxy.cut_request()      # the next request reaches the server, then the connection
+                                 # is reset before any reply (it may or may not have run)
         proxy.refuse = True      # new connections are accepted, then reset
         proxy.connections        # connections open now
         proxy.accepted           # connection attempts so far (refused ones included)
@@ -18,7 +22,8 @@ the proxy's tasks: nothing outlives it.
 
 Bytes are forwarded in order, one chunk at a time per direction; ``latency``
 delays each server-to-client chunk (read it before every chunk, so a change
-applies to the next one).
+applies to the next one). ``cut_replies`` counts whole RESP replies (any
+nesting), so it can cut a pipeline's replies after the k-th.
 """
 
 from __future__ import annotations
@@ -44,6 +49,28 @@ def _reset(writer: asyncio.StreamWriter) -> None:
     writer.transport.abort()
 
 
+def _reply_end(buf: bytes, pos: int) -> int | None:
+    """Where the RESP reply starting at ``buf[pos]`` ends, or None if it is not all there."""
+    line_end = buf.find(b"\r\n", pos)
+    if line_end < 0:
+        return None
+    kind = buf[pos : pos + 1]
+    if kind in (b"$", b"=", b"!"):  # bulk: length, then the bytes
+        size = int(buf[pos + 1 : line_end])
+        end = line_end + 2 + (size + 2 if size >= 0 else 0)
+        return end if len(buf) >= end else None
+    if kind in (b"*", b"~", b">", b"%"):  # aggregate: count, then the elements
+        count = int(buf[pos + 1 : line_end])
+        at: int | None = line_end + 2
+        for _ in range(max(count, 0) * (2 if kind == b"%" else 1)):
+            assert at is not None
+            at = _reply_end(buf, at)
+            if at is None:
+                return None
+        return at
+    return line_end + 2  # a simple string, error, integer...
+
+
 class _Link:
     """One proxied connection: the client side, and the server side once connected."""
 
@@ -51,6 +78,8 @@ class _Link:
         self.client = client
         self.server: asyncio.StreamWriter | None = None
         self.task: asyncio.Task[None] | None = None
+        #: Replies held back while counting them for ``cut_replies``.
+        self.held = b""
 
     def writers(self) -> list[asyncio.StreamWriter]:
         return [self.client] if self.server is None else [self.client, self.server]
@@ -73,6 +102,12 @@ class FaultProxy:
         self._links: set[_Link] = set()
         self._server: asyncio.Server | None = None
         self._closing = False
+        #: ``cut_replies``: replies still to pass before the cut, or None (not armed).
+        self._replies_left: int | None = None
+        #: ``cut_request``: armed.
+        self._cut_request = False
+        #: Connections cut by ``cut_replies`` / ``cut_request`` so far.
+        self.cuts = 0
 
     @property
     def port(self) -> int:
@@ -93,6 +128,21 @@ class FaultProxy:
     def resume(self) -> None:
         """Let held bytes and new ones through again."""
         self._flowing.set()
+
+    def cut_replies(self, after: int | None = 0) -> None:
+        """On the next connection that gets replies from the server: pass ``after`` whole
+        replies, then reset that connection (both sides) and drop the rest. The commands
+        ran on the server; the client never sees their replies. Once per call;
+        ``after=None`` disarms it (and ``cut_request``)."""
+        self._replies_left = after
+        if after is None:
+            self._cut_request = False
+
+    def cut_request(self) -> None:
+        """The next bytes a client sends go to the server, then that connection is reset
+        (both sides) at once: the server may or may not run the command, and no reply
+        comes back. Once per call."""
+        self._cut_request = True
 
     async def drop_all(self) -> None:
         """Reset every open connection (both sides) and wait until they are gone."""
@@ -147,8 +197,8 @@ class FaultProxy:
             server_reader, link.server = await asyncio.open_connection(
                 self.target_host, self.target_port
             )
-            upstream = asyncio.create_task(self._pump(client_reader, link.server, False))
-            downstream = asyncio.create_task(self._pump(server_reader, link.client, True))
+            upstream = asyncio.create_task(self._pump(link, client_reader, link.server, False))
+            downstream = asyncio.create_task(self._pump(link, server_reader, link.client, True))
             try:
                 # Either side ending (or failing) ends the connection.
                 await asyncio.wait((upstream, downstream), return_when=asyncio.FIRST_COMPLETED)
@@ -168,7 +218,11 @@ class FaultProxy:
                     await writer.wait_closed()
 
     async def _pump(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, delayed: bool
+        self,
+        link: _Link,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        delayed: bool,
     ) -> None:
         with contextlib.suppress(OSError):
             while data := await reader.read(_CHUNK):
@@ -176,5 +230,42 @@ class FaultProxy:
                 if delayed and self.latency > 0:
                     await asyncio.sleep(self.latency)
                     await self._flowing.wait()  # a stall during the delay holds it too
+                if delayed and (self._replies_left is not None or link.held):
+                    passed = self._count_replies(link, data)
+                    if passed is None:
+                        continue  # not a whole reply yet
+                    data = passed
+                    if link.held == b"cut":
+                        writer.write(data)
+                        self._cut(link)
+                        return
                 writer.write(data)
                 await writer.drain()
+                if not delayed and self._cut_request:
+                    self._cut_request = False
+                    self._cut(link)
+                    return
+
+    def _count_replies(self, link: _Link, data: bytes) -> bytes | None:
+        """What of ``data`` to pass while ``cut_replies`` counts: the whole replies still
+        allowed (``link.held`` becomes ``b"cut"`` when the cut is due), or None."""
+        buf = link.held + data
+        left = self._replies_left
+        assert left is not None
+        at = 0
+        while left > 0:
+            end = _reply_end(buf, at)
+            if end is None:
+                link.held = buf[at:]
+                self._replies_left = left
+                return buf[:at] if at else None
+            at, left = end, left - 1
+        self._replies_left = None
+        link.held = b"cut"
+        return buf[:at]
+
+    def _cut(self, link: _Link) -> None:
+        self.cuts += 1
+        link.held = b""
+        for side in link.writers():
+            _reset(side)

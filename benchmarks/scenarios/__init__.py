@@ -4,13 +4,15 @@ To add a scenario, write a module with an object that has ``name``,
 ``description`` and ``async run(ctx) -> ScenarioResult`` (see
 :class:`benchmarks.scenarios._base.Scenario`), using the shared helpers in
 ``_base`` (variants, cases, interleaved measurement) and ``benchmarks._report``,
-and list it in ``_ALL`` below.
+and list it in ``_ALL`` below. A scenario with ``loop = "uvloop"`` runs in a
+uvloop event loop (``_uvloop.py``).
 """
 
 from __future__ import annotations
 
 from benchmarks.scenarios import hit, leaderboard, lock, ratelimit, soak, stampede
 from benchmarks.scenarios._base import RunContext, Scenario
+from benchmarks.scenarios._uvloop import OnUvloop
 
 __all__ = ["SCENARIOS", "RunContext", "Scenario"]
 
@@ -21,6 +23,10 @@ _ALL: tuple[Scenario, ...] = (
     leaderboard.SCENARIO,
     stampede.SCENARIO,
     soak.SCENARIO,
+    # The same on uvloop's event loop (run after the others, in a uvloop loop).
+    OnUvloop(hit.SCENARIO),
+    OnUvloop(lock.SCENARIO),
+    OnUvloop(ratelimit.SCENARIO),
 )
 
 #: Every scenario by name, in the order they run.
