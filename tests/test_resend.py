@@ -31,7 +31,7 @@ import pytest
 import redis.asyncio as aioredis
 from redis.crc import key_slot
 
-from aiocache_patterns import Cache, Leaderboard, RateLimiter, RedisUnavailable, _compat
+from aiocache_patterns import Cache, Leaderboard, RateLimiter, RedisUnavailable, _compat, _eviction
 from aiocache_patterns._executor import executor_for
 from aiocache_patterns._resend import is_resend_safe
 from aiocache_patterns._scripts import Script
@@ -85,6 +85,17 @@ def paths(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> st
     if request.param == "fallback":
         monkeypatch.setattr(_compat, "FAST_PATHS", False)
     return str(request.param)
+
+
+@pytest.fixture(autouse=True)
+def no_eviction_checks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The first write of a limiter or board reads the eviction policy in the
+    background; its reply must not be the one a test cuts."""
+
+    async def unchecked(client: Any, risk: Any) -> None:
+        return None
+
+    monkeypatch.setattr(_eviction, "_check", unchecked)
 
 
 @pytest.fixture(params=["redis", "cluster"])
