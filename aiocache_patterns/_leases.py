@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Final
 
+from ._eviction import LOCK, EvictionRisk, warn_if_evictable
 from ._executor import executor_for
 from ._notify import hand_over_locally, notifier_for, releasing
 from ._scripts import Script, load_script
@@ -99,6 +100,8 @@ class LeaseHolder:
     _RELEASE: Script
     _EXTEND: Script
     _KIND = "lock"
+    #: What eviction would cost this pattern (a warning at first acquire, see _eviction).
+    _EVICTION: EvictionRisk = LOCK
     #: Whether a release hands the lease straight to a waiter (Lock) or only wakes it.
     _HANDS_OVER = True
 
@@ -188,6 +191,7 @@ class LeaseHolder:
             raise LockError(
                 f"this {type(self).__name__} object already holds a lease; use one per holder"
             )
+        warn_if_evictable(self._executor, self._EVICTION)
         token = secrets.token_hex(16).encode()
         cancels = _cancel_requests()
         pending: list[asyncio.Future[Any]] = []

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ._eviction import SEMAPHORE
 from ._leases import Lease, LeaseHolder, lease_script
 from ._scripts import load_script
 from ._validate import Seconds, positive_int
@@ -36,6 +37,7 @@ class Semaphore(LeaseHolder):
     _EXTEND = lease_script("semaphore_extend")
     _HOLDERS = load_script("semaphore_holders")
     _KIND = "semaphore"
+    _EVICTION = SEMAPHORE
     _HANDS_OVER = False
 
     def __init__(

@@ -1,8 +1,8 @@
 """Locks and semaphores under production faults, on private servers.
 
 * A full Redis (maxmemory reached, ``noeviction``): a release still frees the
-  lease (the delete comes before anything written for bookkeeping), and a
-  lease handed over is still confirmed.
+  lease (the delete comes before anything written for bookkeeping), a lease
+  handed over is still confirmed, and a queued waiter keeps its place.
 * A release Redis cannot be asked to do (stalled): the object keeps the lease,
   and ``release()`` can be called again.
 * A Redis 7 ACL user without channel permissions: releases that took effect
@@ -91,6 +91,26 @@ async def test_a_full_redis_still_hands_the_lease_to_the_next_waiter(
         await waiter.release()
     assert await client.exists(b"lock:{job}") == 0
     assert await client.zcard(b"semaphore:{job}") == 0
+
+
+@pytest.mark.parametrize("kind", ["lock", "semaphore"])
+async def test_a_queued_waiter_keeps_its_place_while_redis_is_full(
+    client: aioredis.Redis, kind: str
+) -> None:
+    """A waiter that tries again (every poll) while Redis is full keeps waiting:
+    refreshing its place adds no data. It used to fail with RedisOutOfMemory."""
+    holder = _make(kind, client)
+    assert await holder.acquire()
+    waiter = _make(kind, client, blocking_timeout=5, poll_interval=0.02)
+    task = asyncio.create_task(waiter.acquire())
+    await _queued(client, kind)
+    async with redis_full(client):
+        await asyncio.sleep(0.3)  # about 15 tries, each refreshing the waiter's place
+        assert not task.done()
+        await holder.release()
+        assert await asyncio.wait_for(task, 5)
+    assert waiter.lease is not None
+    await waiter.release()
 
 
 async def test_a_release_that_could_not_reach_redis_keeps_the_lease(

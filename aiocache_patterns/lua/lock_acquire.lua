@@ -22,7 +22,9 @@
 -- whose deadline passed (a crashed process) are dropped. Fencing tokens are
 -- issued here, and only here, when a holder first learns it holds the lock.
 -- Writes: the fencing counter (the one write that may be refused when Redis
--- is full) comes before the lock, so a refused acquire changes nothing.
+-- is full) comes before the lock, so a refused acquire changes nothing. A
+-- waiter already queued keeps its place on a full Redis (keep_place: its first
+-- write adds no data); a new arrival cannot join one.
 --
 -- Resend: safe (a repeat finds the lock its own and answers with a fresh, higher fencing token)
 
@@ -47,20 +49,7 @@ if redis.call('EXISTS', KEYS[1]) == 0 and (not head or head == token) then
 end
 
 if ARGV[3] == '1' then
-    if not redis.call('ZSCORE', KEYS[3], token) then
-        local seq = redis.pcall('HINCRBY', KEYS[4], '#seq', 1)
-        if type(seq) == 'table' then
-            -- '#seq' held no integer (overwritten): go on after the last arrival.
-            local last = redis.call('ZRANGE', KEYS[3], -1, -1, 'WITHSCORES')[2]
-            seq = (stored_int(last) or 0) + 1
-            redis.call('HSET', KEYS[4], '#seq', seq)
-        end
-        redis.call('ZADD', KEYS[3], seq, token)
-    end
-    local lease = tonumber(ARGV[4])
-    redis.call('HSET', KEYS[4], token, now_ms + lease)
-    redis.call('PEXPIRE', KEYS[3], lease * 2)
-    redis.call('PEXPIRE', KEYS[4], lease * 2)
+    keep_place(KEYS[3], KEYS[4], token, now_ms, tonumber(ARGV[4]))
 end
 
 return {0, redis.call('PTTL', KEYS[1])}

@@ -7,6 +7,7 @@
 -- live_waiters(q, qd, now, n, keep)  -> the first n live queued tokens, dead ones dropped
 -- wake(channel, token)               -> 1 if a wake-up was published, 0 if Redis
 --                                       refused it (an ACL user without channels)
+-- keep_place(q, qd, token, now, ms)  -> queue the caller (last) or keep its place
 
 local function server_time()
     local t = redis.call('TIME')
@@ -79,4 +80,28 @@ local function wake(channel, token)
         return 0
     end
     return 1
+end
+
+-- Queue `token` (a new arrival goes last) or keep its place, alive for `lease_ms`
+-- more. A waiter already queued keeps its place on a full Redis (OOM): its first
+-- write is a PEXPIRE, which adds no data, and after it Redis lets the script's
+-- other writes through. A new arrival's first write adds data (the arrival
+-- number, its place), so a full Redis refuses it whole: it cannot join.
+local function keep_place(q, qd, token, now_ms, lease_ms)
+    if redis.call('ZSCORE', q, token) then
+        redis.call('PEXPIRE', q, lease_ms * 2)
+    else
+        local seq = redis.pcall('HINCRBY', qd, '#seq', 1)
+        if type(seq) == 'table' then
+            -- '#seq' held no integer (overwritten), or Redis is full (then the
+            -- HSET below is refused): go on after the last arrival.
+            local last = redis.call('ZRANGE', q, -1, -1, 'WITHSCORES')[2]
+            seq = (stored_int(last) or 0) + 1
+            redis.call('HSET', qd, '#seq', seq)
+        end
+        redis.call('ZADD', q, seq, token)
+        redis.call('PEXPIRE', q, lease_ms * 2)
+    end
+    redis.call('HSET', qd, token, now_ms + lease_ms)
+    redis.call('PEXPIRE', qd, lease_ms * 2)
 end

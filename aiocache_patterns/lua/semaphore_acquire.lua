@@ -64,20 +64,7 @@ if free > 0 then
 end
 
 if ARGV[3] == '1' then
-    if not redis.call('ZSCORE', KEYS[3], token) then
-        local seq = redis.pcall('HINCRBY', KEYS[4], '#seq', 1)
-        if type(seq) == 'table' then
-            -- '#seq' held no integer (overwritten): go on after the last arrival.
-            local last = redis.call('ZRANGE', KEYS[3], -1, -1, 'WITHSCORES')[2]
-            seq = (stored_int(last) or 0) + 1
-            redis.call('HSET', KEYS[4], '#seq', seq)
-        end
-        redis.call('ZADD', KEYS[3], seq, token)
-    end
-    local waiter_lease = tonumber(ARGV[4])
-    redis.call('HSET', KEYS[4], token, now_ms + waiter_lease)
-    redis.call('PEXPIRE', KEYS[3], waiter_lease * 2)
-    redis.call('PEXPIRE', KEYS[4], waiter_lease * 2)
+    keep_place(KEYS[3], KEYS[4], token, now_ms, tonumber(ARGV[4]))
 end
 
 if free > 0 then return {0, -2} end
