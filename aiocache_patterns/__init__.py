@@ -28,12 +28,12 @@ from .leaderboard import RankStyle as RankStyle
 from .leaderboard import ViewAggregate as ViewAggregate
 from .lock import Lease as Lease
 from .lock import Lock as Lock
+from .lock import Semaphore as Semaphore
 from .ratelimit import Algorithm as Algorithm
 from .ratelimit import Rate as Rate
 from .ratelimit import RateLimiter as RateLimiter
 from .ratelimit import RateLimiterStats as RateLimiterStats
 from .ratelimit import RateLimitResult as RateLimitResult
-from .semaphore import Semaphore as Semaphore
 from .serializers import JsonSerializer as JsonSerializer
 from .serializers import MsgpackSerializer as MsgpackSerializer
 from .serializers import PickleSerializer as PickleSerializer

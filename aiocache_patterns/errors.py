@@ -29,7 +29,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from .ratelimit import RateLimitResult
+    from .ratelimit._limiter import RateLimitResult
 
 __all__ = [
     "CachePatternsError",

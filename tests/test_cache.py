@@ -131,7 +131,7 @@ async def test_get_many_returns_exactly_the_present_keys(redis: Any) -> None:
 
 
 async def test_get_many_is_one_round_trip(redis: Any) -> None:
-    from aiocache_patterns._executor import executor_for
+    from aiocache_patterns._redis.executor import executor_for
 
     cache = Cache(redis, namespace="rt")
     await cache.set_many({f"k{i}": i for i in range(100)})

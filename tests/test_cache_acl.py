@@ -18,8 +18,8 @@ import pytest
 import redis.asyncio as aioredis
 
 from aiocache_patterns import Cache
+from aiocache_patterns.cache._recompute import RecomputeLock
 from aiocache_patterns.keys import KeyBuilder
-from aiocache_patterns.stampede import RecomputeLock
 from tests._helpers import until
 from tests._servers import RedisProcess
 

@@ -28,10 +28,10 @@ from typing import Any
 import pytest
 
 from aiocache_patterns import Cache
-from aiocache_patterns._executor import executor_for
-from aiocache_patterns._notify import notifier_for
+from aiocache_patterns._redis.executor import executor_for
+from aiocache_patterns._redis.notify import notifier_for
+from aiocache_patterns.cache._recompute import RecomputeLock
 from aiocache_patterns.keys import KeyBuilder
-from aiocache_patterns.stampede import RecomputeLock
 from tests._backends import Backend, Client
 from tests._cancel import Outcome, cancel_at_each_step
 from tests._helpers import ttls_ms, until

@@ -43,7 +43,7 @@ from aiocache_patterns import (
     PickleSerializer,
     RedisUnavailable,
 )
-from aiocache_patterns._executor import executor_for
+from aiocache_patterns._redis.executor import executor_for
 from aiocache_patterns.keys import KeyT
 from tests._backends import Client, all_keys, in_ci
 from tests._proxy import FaultProxy
@@ -482,7 +482,7 @@ async def test_redis_lost_as_a_waiter_subscribes_still_fails_open(
     closing: Callable[[aioredis.Redis], aioredis.Redis],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from aiocache_patterns import _notify
+    from aiocache_patterns._redis import notify as _notify
 
     async with FaultProxy("127.0.0.1", server.port) as proxy:
         subscribe = _notify.Notifier._subscribe

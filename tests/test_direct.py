@@ -15,10 +15,10 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 
-from aiocache_patterns import _compat
-from aiocache_patterns._direct import MIN_POOL
-from aiocache_patterns._executor import executor_for
-from aiocache_patterns._scripts import Script
+from aiocache_patterns._redis import compat as _compat
+from aiocache_patterns._redis.direct import MIN_POOL
+from aiocache_patterns._redis.executor import executor_for
+from aiocache_patterns._redis.scripts import Script
 from aiocache_patterns.errors import RedisCommandError, RedisTimeout
 from tests._backends import Backend, in_ci, standalone_availability
 from tests._helpers import populate

@@ -13,7 +13,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from aiocache_patterns import Leaderboard, RateLimiter
-from aiocache_patterns import _eviction as eviction
+from aiocache_patterns._redis import eviction
 from tests._servers import private_redis, redis_server_binary
 
 pytestmark = pytest.mark.skipif(redis_server_binary() is None, reason="needs redis-server")

@@ -8,9 +8,10 @@ from typing import Any
 
 import pytest
 
-from aiocache_patterns import Cache, _compat
-from aiocache_patterns._executor import executor_for
-from aiocache_patterns._scripts import Script
+from aiocache_patterns import Cache
+from aiocache_patterns._redis import compat as _compat
+from aiocache_patterns._redis.executor import executor_for
+from aiocache_patterns._redis.scripts import Script
 from aiocache_patterns.errors import RedisCommandError
 from tests._backends import Backend, all_keys
 from tests._helpers import populate

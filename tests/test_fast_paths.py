@@ -20,9 +20,10 @@ import pytest
 import redis.asyncio as aioredis
 from redis.asyncio.connection import Connection
 
-from aiocache_patterns import Cache, Lock, RateLimiter, _compat
-from aiocache_patterns._direct import Direct
-from aiocache_patterns._executor import Executor, executor_for
+from aiocache_patterns import Cache, Lock, RateLimiter
+from aiocache_patterns._redis import compat as _compat
+from aiocache_patterns._redis.direct import Direct
+from aiocache_patterns._redis.executor import Executor, executor_for
 from tests._backends import Backend, standalone_availability
 from tests._helpers import populate
 

@@ -7,7 +7,7 @@ import contextlib
 
 import pytest
 
-from aiocache_patterns._guards import RECANCEL, TICK, Deadlines, Slots
+from aiocache_patterns._redis.guards import RECANCEL, TICK, Deadlines, Slots
 
 
 async def test_waiters_get_slots_in_arrival_order() -> None:

@@ -23,7 +23,7 @@ from aiocache_patterns import (
     RankStyle,
     RedisUnavailable,
 )
-from aiocache_patterns._executor import executor_for
+from aiocache_patterns._redis.executor import executor_for
 from tests._backends import all_keys
 from tests._helpers import ttls_ms
 from tests._servers import free_port

@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 
 from aiocache_patterns import Leaderboard, LeaderboardEntry, RedisCommandError
-from aiocache_patterns._executor import executor_for
-from aiocache_patterns._leaderboard_reads import SCRIPTS, Keys
+from aiocache_patterns._redis.executor import executor_for
+from aiocache_patterns.leaderboard._reads import SCRIPTS, Keys
 from tests._helpers import ttls_ms
 
 HEAL: Any = SCRIPTS["heal"]

@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 
 from aiocache_patterns import Lock, LockError, LockLost, LockNotAcquired, LockNotOwned
-from aiocache_patterns import _leases as leases
-from aiocache_patterns._executor import executor_for
-from aiocache_patterns._notify import notifier_for
+from aiocache_patterns._redis.executor import executor_for
+from aiocache_patterns._redis.notify import notifier_for
+from aiocache_patterns.lock import _leases as leases
 from tests._backends import Backend
 from tests._helpers import ttls_ms
 

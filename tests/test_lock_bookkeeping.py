@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from aiocache_patterns import Lock, Semaphore
-from aiocache_patterns._leases import LeaseHolder
+from aiocache_patterns.lock._leases import LeaseHolder
 from tests._helpers import ttls_ms
 
 GARBAGE = [b"garbage", b"", b"1e300", b"nan", b"inf", b"-5", b"1.5", b"99999999999999999999"]

@@ -28,9 +28,9 @@ import pytest
 import redis.asyncio as aioredis
 
 from aiocache_patterns import Lock, Semaphore
-from aiocache_patterns._executor import executor_for
-from aiocache_patterns._leases import _BACKGROUND, LeaseHolder
-from aiocache_patterns._notify import notifier_for
+from aiocache_patterns._redis.executor import executor_for
+from aiocache_patterns._redis.notify import notifier_for
+from aiocache_patterns.lock._leases import _BACKGROUND, LeaseHolder
 from tests._backends import Backend
 from tests._cancel import Outcome, cancel_at_each_step
 from tests._helpers import ttls_ms

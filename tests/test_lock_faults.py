@@ -23,7 +23,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import OutOfMemoryError
 
 from aiocache_patterns import Lock, RedisOutOfMemory, RedisTimeout, Semaphore
-from aiocache_patterns._leases import LeaseHolder
+from aiocache_patterns.lock._leases import LeaseHolder
 from tests._proxy import FaultProxy
 from tests._servers import RedisProcess, redis_full
 

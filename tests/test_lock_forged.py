@@ -16,7 +16,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from aiocache_patterns import Lock, Semaphore
-from aiocache_patterns._leases import LeaseHolder
+from aiocache_patterns.lock._leases import LeaseHolder
 from tests._backends import Backend
 
 HUGE = b"9223372036854775807"  # 2**63 - 1: would block every honest writer of a fenced store

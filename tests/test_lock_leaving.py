@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from aiocache_patterns import Lock, Semaphore
-from aiocache_patterns._leases import LeaseHolder
+from aiocache_patterns.lock._leases import LeaseHolder
 
 BOUND = 1.5  # a round trip and a wake-up, on a noisy machine: far below 5 s
 

@@ -14,8 +14,8 @@ import pytest
 import redis.asyncio as aioredis
 
 from aiocache_patterns import RedisCommandError, RedisOutOfMemory, RedisUnavailable
-from aiocache_patterns._executor import executor_for
-from aiocache_patterns._scripts import Script
+from aiocache_patterns._redis.executor import executor_for
+from aiocache_patterns._redis.scripts import Script
 from tests._servers import RedisProcess, redis_full
 
 WRITE = Script("test_oom_write", b"return redis.call('SET', KEYS[1], ARGV[1])")

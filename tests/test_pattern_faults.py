@@ -27,8 +27,8 @@ from aiocache_patterns import (
     RedisUnavailable,
     Semaphore,
 )
-from aiocache_patterns._executor import executor_for
-from aiocache_patterns._notify import notifier_for
+from aiocache_patterns._redis.executor import executor_for
+from aiocache_patterns._redis.notify import notifier_for
 from tests._backends import in_ci
 from tests._proxy import FaultProxy
 from tests._servers import RedisProcess, free_port, private_redis, redis_server_binary

@@ -22,7 +22,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from aiocache_patterns import Algorithm, Leaderboard, RateLimiter, RateLimitResult
-from aiocache_patterns._executor import executor_for
+from aiocache_patterns._redis.executor import executor_for
 from tests._cancel import Outcome, cancel_at_each_step
 from tests._helpers import ttls_ms
 

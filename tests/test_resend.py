@@ -31,10 +31,12 @@ import pytest
 import redis.asyncio as aioredis
 from redis.crc import key_slot
 
-from aiocache_patterns import Cache, Leaderboard, RateLimiter, RedisUnavailable, _compat, _eviction
-from aiocache_patterns._executor import executor_for
-from aiocache_patterns._resend import is_resend_safe
-from aiocache_patterns._scripts import Script
+from aiocache_patterns import Cache, Leaderboard, RateLimiter, RedisUnavailable
+from aiocache_patterns._redis import compat as _compat
+from aiocache_patterns._redis import eviction as _eviction
+from aiocache_patterns._redis.executor import executor_for
+from aiocache_patterns._redis.resend import is_resend_safe
+from aiocache_patterns._redis.scripts import Script
 from tests._backends import cluster_availability, in_ci
 from tests._proxy import FaultProxy
 from tests._servers import private_redis, redis_server_binary

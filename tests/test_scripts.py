@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from aiocache_patterns._scripts import Script, declares_resend_safe, load_script
+from aiocache_patterns._redis.scripts import Script, declares_resend_safe, load_script
 
 
 @pytest.mark.parametrize(
@@ -45,12 +45,16 @@ def test_without_the_marker_a_script_is_not_resent(source: bytes) -> None:
 
 def test_no_packaged_script_claims_safety_by_accident() -> None:
     """Every marker in the package's scripts is a header line with a reason."""
-    lua = resources.files("aiocache_patterns").joinpath("lua")
-    for entry in lua.iterdir():
-        source = entry.read_bytes()
-        claimed = b"Resend:" in source
-        assert declares_resend_safe(source) == claimed, entry.name
-        assert load_script(entry.name.removesuffix(".lua")).resend_safe == claimed
+    found = 0
+    for pattern in ("cache", "lock", "ratelimit", "leaderboard"):
+        package = f"aiocache_patterns.{pattern}"
+        for entry in resources.files(package).joinpath("lua").iterdir():
+            source = entry.read_bytes()
+            claimed = b"Resend:" in source
+            assert declares_resend_safe(source) == claimed, entry.name
+            assert load_script(package, entry.name.removesuffix(".lua")).resend_safe == claimed
+            found += 1
+    assert found >= 20
 
 
 def test_the_sha_is_evalsha_s_name_not_a_security_hash(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from aiocache_patterns import Cache
-from aiocache_patterns._executor import executor_for
+from aiocache_patterns._redis.executor import executor_for
 from tests._backends import Backend
 from tests._helpers import ttls_ms
 
@@ -334,7 +334,7 @@ async def test_a_late_process_does_not_load_what_was_just_stored(
     backend: Backend, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Its GET missed, but by the time it takes the free lock the entry is there: no load."""
-    from aiocache_patterns.stampede import RecomputeLock
+    from aiocache_patterns.cache._recompute import RecomputeLock
 
     caches = await _processes(backend, 2, ttl=60)
     late_lock = caches[1]._loader._lock

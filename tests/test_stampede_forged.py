@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 
 from aiocache_patterns import Cache
+from aiocache_patterns.cache._recompute import RecomputeLock
 from aiocache_patterns.keys import KeyBuilder
-from aiocache_patterns.stampede import RecomputeLock
 from tests._backends import Backend
 from tests._helpers import until
 

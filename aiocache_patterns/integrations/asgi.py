@@ -38,7 +38,7 @@ from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, 
 from typing import TYPE_CHECKING, Any, Final, TypeAlias
 
 from .._validate import positive_int
-from ..ratelimit import RateLimiter, RateLimitResult
+from ..ratelimit._limiter import RateLimiter, RateLimitResult
 from ._client_keys import (
     DEFAULT_TRUSTED_PROXIES,
     MAX_CHAIN,

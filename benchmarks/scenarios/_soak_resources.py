@@ -52,8 +52,8 @@ from typing import Any, Final
 
 import redis.asyncio as aioredis
 
-from aiocache_patterns._executor import DEFAULT_MAX_INFLIGHT, executor_for
-from aiocache_patterns._notify import notifier_for
+from aiocache_patterns._redis.executor import DEFAULT_MAX_INFLIGHT, executor_for
+from aiocache_patterns._redis.notify import notifier_for
 from tests._proxy import FaultProxy
 
 __all__ = [

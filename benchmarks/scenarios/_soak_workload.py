@@ -42,7 +42,7 @@ from aiocache_patterns import (
     Semaphore,
 )
 from aiocache_patterns import Lock as LibraryLock
-from aiocache_patterns._guards import TICK
+from aiocache_patterns._redis.guards import TICK
 from benchmarks._target import KEY_PREFIX
 from benchmarks.scenarios._soak_faults import SLACK, Timeline
 from benchmarks.scenarios._soak_resources import describe

@@ -18,7 +18,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from aiocache_patterns import Cache
-from aiocache_patterns._executor import executor_for
+from aiocache_patterns._redis.executor import executor_for
 from benchmarks._report import Goal, ScenarioResult, check_goals
 from benchmarks._target import KEY_PREFIX, Target
 from benchmarks.scenarios._base import Bound, Case, RunContext, VariantSpec, measure_cases

@@ -34,7 +34,7 @@ from contextlib import AbstractAsyncContextManager
 from typing import Any, Final
 
 from aiocache_patterns import Leaderboard
-from aiocache_patterns._executor import executor_for
+from aiocache_patterns._redis.executor import executor_for
 from benchmarks._report import CaseResult, Goal, ScenarioResult, check_goals
 from benchmarks._target import KEY_PREFIX, Target
 from benchmarks.scenarios._base import Bound, Case, Group, RunContext, VariantSpec, measure_cases

@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from typing import get_args
 
 from aiocache_patterns import Algorithm, RateLimiter
-from aiocache_patterns._executor import executor_for
+from aiocache_patterns._redis.executor import executor_for
 from benchmarks._measure import Outcome
 from benchmarks._optional import optional_module
 from benchmarks._report import Goal, ScenarioResult, check_goals

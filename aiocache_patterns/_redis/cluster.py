@@ -1,0 +1,202 @@
+"""A ``RedisCluster``'s nodes used directly: one pipeline per node per batch,
+and the executor owning the resends.
+
+Why: redis-py's cluster client resends a command whose reply was lost. Its
+``execute_command`` retries the whole command on ``ConnectionError`` and
+``TimeoutError`` (``retry``: 10 attempts by default, with a topology refresh
+between them), and its pipeline resends every command of a node whose
+connection failed while its replies were being read: a rate-limit hit or an
+increment whose reply was lost runs twice. Its per-node connections have no
+retries of their own (``Retry(NoBackoff(), 0)``), so the resends are all in
+those two loops; the executor replaces them with its own:
+
+* commands are routed by the slot of their first key with the client's slot
+  map (``nodes_manager.get_node_from_slot``: the primary), grouped per node,
+  and sent as one pipeline per node, the nodes side by side; a connection is
+  taken from the node's free list and given back after (``acquire_connection``,
+  ``release``), and used through ``_wire.Wire`` as on a standalone client;
+* a ``MOVED``, ``ASK`` or ``TRYAGAIN`` reply means the command did not run: it
+  is sent again through redis-py with ``target_nodes`` set, which follows the
+  redirect (and updates the slot map) but never resends after a lost reply
+  (``target_nodes`` turns redis-py's retries off);
+* a lost reply is resent only when safe (``_resend.py``), with the retry count
+  and backoff of the client's ``retry``; before each new attempt a node whose
+  connection failed is pinged through redis-py (which asks for a topology
+  refresh if it is down) and the client's ``initialize()`` runs the refresh,
+  so the resend goes to the slot's new owner after a failover;
+* ``NOSCRIPT`` and other error replies come back in place (the executor loads
+  the script and resends).
+
+Reads go to primaries (``read_from_replicas`` is not used for the library's
+own commands): a cache read after a write sees it.
+
+This is also the shape the executor's later speed work wants: one round trip
+per node per batch. Connections are still taken per batch (a node's free list
+costs a ``popleft``, not a pool lock); keeping one per node, like the
+standalone lane, would be the next step.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Sequence
+from typing import Any, Final
+
+from redis.asyncio.cluster import RedisCluster
+from redis.client import NEVER_DECODE
+from redis.crc import key_slot
+from redis.exceptions import AskError, MaxConnectionsError, TryAgainError
+
+from .wire import CONNECTION_FAILURES, Lost, Wire, resend_lost
+
+__all__ = ["ClusterDirect"]
+
+_RAW: Final = {NEVER_DECODE: True}
+_SCRIPTS: Final = frozenset({"EVALSHA", "EVAL", b"EVALSHA", b"EVAL", "evalsha", "eval"})
+
+
+class ClusterDirect:
+    """Direct use of one ``RedisCluster`` client's nodes. See the module docs."""
+
+    __slots__ = ("_client", "_failed", "_initialized", "_wire")
+
+    def __init__(self, client: RedisCluster) -> None:
+        self._client: Any = client
+        self._wire: Wire | None = None
+        self._initialized = False
+        #: Nodes whose connection failed in the last attempt (name -> node).
+        self._failed: dict[str, Any] = {}
+
+    @classmethod
+    def for_client(cls, client: Any) -> ClusterDirect | None:
+        """Direct use of ``client``, or None if it is not a cluster client this can drive."""
+        if not isinstance(client, RedisCluster):
+            return None
+        manager = getattr(client, "nodes_manager", None)
+        if not callable(getattr(manager, "get_node_from_slot", None)):
+            return None
+        return cls(client)
+
+    async def call(self, args: tuple[Any, ...], safe: bool) -> Any:
+        """Send ``args``; its reply. An error reply raises, and so does a lost reply
+        that was not sent again (``ReplyLost``) or a connection failure."""
+        reply = (await self.pipeline([args], [safe]))[0]
+        if isinstance(reply, BaseException):
+            raise reply
+        return reply
+
+    async def pipeline(
+        self, commands: Sequence[tuple[Any, ...]], safe: Sequence[bool]
+    ) -> list[Any]:
+        """Send ``commands`` (one pipeline per node); their replies in order, an error
+        (reply, lost reply, failed connection) as an exception in place."""
+        if not self._initialized:
+            await self._client.initialize()
+            self._initialized = True
+        replies = await self._send(commands)
+        redirected = [
+            i for i, r in enumerate(replies) if isinstance(r, (AskError, TryAgainError))
+        ]  # MovedError is an AskError
+        if redirected:
+            again = await asyncio.gather(
+                *(self._follow(commands[i], replies[i]) for i in redirected)
+            )
+            for i, reply in zip(redirected, again, strict=True):
+                replies[i] = reply
+        for reply in replies:
+            if type(reply) is Lost:
+                return await resend_lost(
+                    self._client.retry, commands, safe, replies, self._send, self._recover
+                )
+        return replies
+
+    # -- internals -------------------------------------------------------------
+
+    async def _send(
+        self, commands: list[tuple[Any, ...]] | Sequence[tuple[Any, ...]]
+    ) -> list[Any]:
+        """One attempt: every command to its slot's primary, one pipeline per node."""
+        replies: list[Any] = [None] * len(commands)
+        groups: dict[str, tuple[Any, list[int]]] = {}
+        manager = self._client.nodes_manager
+        for i, args in enumerate(commands):
+            try:
+                node = self._node(manager, args)
+            except Exception as exc:  # no node for the slot (yet): nothing was sent
+                replies[i] = Lost(exc, False)
+                continue
+            group = groups.get(node.name)
+            if group is None:
+                groups[node.name] = (node, [i])
+            else:
+                group[1].append(i)
+        if len(groups) == 1:
+            ((node, indices),) = groups.values()
+            outcomes = [await self._on_node(node, [commands[i] for i in indices])]
+        else:
+            outcomes = await asyncio.gather(
+                *(self._on_node(node, [commands[i] for i in idx]) for node, idx in groups.values())
+            )
+        for (_, indices), got in zip(groups.values(), outcomes, strict=True):
+            for i, reply in zip(indices, got, strict=True):
+                replies[i] = reply
+        return replies
+
+    def _node(self, manager: Any, args: tuple[Any, ...]) -> Any:
+        """The primary serving the slot of the first key of ``args`` (the client's default
+        node for a command without keys)."""
+        if args[0] in _SCRIPTS:
+            key = args[3] if int(args[2]) > 0 else None
+        else:
+            key = args[1] if len(args) > 1 else None
+        if key is None:
+            return self._client.get_default_node()
+        slot = key_slot(key) if isinstance(key, bytes) else int(self._client.keyslot(key))
+        return manager.get_node_from_slot(slot)
+
+    async def _on_node(self, node: Any, commands: list[tuple[Any, ...]]) -> list[Any]:
+        wire = self._wire
+        if wire is None:
+            wire = self._wire = Wire(
+                node.response_callbacks,
+                node.connection_kwargs,
+                node.connection_class,
+                probe=True,
+            )
+        try:
+            conn = node.acquire_connection()
+        except MaxConnectionsError as exc:
+            return [exc] * len(commands)
+        try:
+            if conn.is_connected:
+                reconnect = getattr(node, "disconnect_if_needed", None)
+                if reconnect is not None:
+                    await reconnect(conn)
+            outcomes = await wire.exchange(conn, commands)
+        finally:
+            node.release(conn)
+        if any(type(reply) is Lost for reply in outcomes):
+            self._failed[node.name] = node
+        return outcomes
+
+    async def _follow(self, args: tuple[Any, ...], redirect: BaseException) -> Any:
+        """A command that was redirected (so did not run), sent again through redis-py,
+        which follows the redirect but does not resend after a lost reply."""
+        try:
+            node = self._node(self._client.nodes_manager, args)
+            return await self._client.execute_command(*args, target_nodes=node, **_RAW)
+        except CONNECTION_FAILURES as exc:
+            return Lost(exc, True)
+        except Exception as exc:
+            return exc
+
+    async def _recover(self, _error: BaseException) -> None:
+        """After a failed attempt: let redis-py find out whether the nodes that failed
+        are down (a ping it sends asks for a topology refresh if so), then refresh."""
+        failed, self._failed = self._failed, {}
+        for node in failed.values():
+            with contextlib.suppress(Exception):
+                await self._client.execute_command("PING", target_nodes=node)
+        with contextlib.suppress(Exception):
+            await self._client.initialize()

@@ -1,0 +1,468 @@
+"""Wake-ups over Redis pub/sub: one subscription per process, shared by waiters.
+
+Waiters (for a lock, a semaphore, a recompute) register a token on a channel
+and wait in an :class:`Inbox`. Scripts that free something PUBLISH
+``<token>[:<payload>]`` naming the waiter whose turn it is (an empty token
+means "anyone"); the payload reaches that waiter. One ``PubSub``
+connection and one reader task per client carry every channel this process
+waits on; a channel is subscribed while someone waits on it.
+
+Notifications are a fast path, never the only path: a waiter always has a
+fallback deadline (the holder's remaining lease, or a short poll), so a lost
+message (a reconnect, a failover) costs at most that delay. They are hints,
+never proof: anyone who can PUBLISH can send one, so a waiter that is woken
+goes and looks in Redis.
+
+Subscribing runs in a task of the notifier's own, which the waiter awaits: a
+waiter that is cancelled meanwhile always sees its ``CancelledError`` (awaiting
+redis-py's write directly could lose it: redis-py writes under
+``asyncio.wait_for``, which on Python 3.11 may swallow a cancellation,
+CPython gh-86296), and the subscription, shared, carries on.
+
+Without channel permissions (Redis 7 ACL users get none by default), SUBSCRIBE
+and the scripts' PUBLISH are refused: the notifier logs one warning naming the
+permission to grant (``&<namespace>:*`` or ``allchannels``), and waiters on
+those channels poll (every ``poll_interval``) instead of subscribing, trying
+again every :data:`DENIED_RETRY` seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import weakref
+from collections import deque
+from collections.abc import AsyncIterator
+from typing import Any, Final
+
+from redis.exceptions import NoPermissionError
+
+from ..errors import RedisUnavailable
+from .executor import executor_for
+
+__all__ = [
+    "DENIED_RETRY",
+    "Inbox",
+    "Notifier",
+    "channel_pattern",
+    "hand_over_locally",
+    "local_releases",
+    "notifier_for",
+    "releasing",
+]
+
+logger = logging.getLogger("aiocache_patterns.notify")
+
+_ANYONE = b""
+
+#: Unsubscribing and closing a pub/sub connection never take longer than this.
+_CLEANUP_TIMEOUT = 1.0
+
+#: After Redis refused a channel (no ACL permission), waiters on channels of the same
+#: pattern poll instead of subscribing for this long (seconds), then try again.
+DENIED_RETRY: Final = 60.0
+
+
+class Inbox:
+    """Where one waiter's wake-ups arrive. A wake-up that comes while nobody
+    waits is kept for the next :meth:`wait`, never lost.
+
+    ``granted`` is set only by :func:`hand_over_locally`: a lock handed to this
+    waiter, as the release script's own reply told a releaser in this process:
+    ``(fencing token, ms of the hand-off lease it was given)``.
+    """
+
+    __slots__ = ("_future", "_loop", "_pending", "granted")
+
+    def __init__(self) -> None:
+        self._future: asyncio.Future[bytes | None] | None = None
+        self._pending: bytes | None = None
+        self._loop = asyncio.get_running_loop()
+        #: A lock handed to this waiter (Redis's reply to the releaser): its fencing
+        #: token and its lease in ms.
+        self.granted: tuple[int, int] | None = None
+
+    def deliver(self, payload: bytes) -> None:
+        future = self._future
+        if future is not None and not future.done():
+            future.set_result(payload)
+        elif self._pending is None or payload:
+            self._pending = payload
+
+    async def wait(self, timeout: float) -> bytes | None:
+        """The next wake-up's payload (``b""`` if it had none), or None after ``timeout``."""
+        if self._pending is not None:
+            payload, self._pending = self._pending, None
+            return payload
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[bytes | None] = loop.create_future()
+        self._future = future
+        timer = loop.call_later(timeout, _expire, future)
+        try:
+            return await future
+        finally:
+            timer.cancel()
+            self._future = None
+
+
+def _expire(future: asyncio.Future[bytes | None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
+class Notifier:
+    """Pub/sub wake-ups for one client. Use :func:`notifier_for`."""
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+        self._executor = executor_for(client)
+        self._waiters: dict[bytes, dict[bytes, Inbox]] = {}
+        self._subscribed: set[bytes] = set()
+        self._pubsub: Any = None
+        self._reader: asyncio.Task[None] | None = None
+        self._lock: asyncio.Lock | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._cleanup: set[asyncio.Task[None]] = set()
+        #: Subscriptions being made, by channel (awaited by every waiter on it).
+        self._subscribing: dict[bytes, asyncio.Task[None]] = {}
+        #: Channels whose SUBSCRIBE awaits Redis's confirmation, in the order sent.
+        self._unconfirmed: deque[bytes] = deque()
+        #: Channel patterns Redis refused (no ACL permission): until when to poll instead.
+        self._denied: dict[bytes, float] = {}
+        #: Patterns already warned about (one warning each, for the notifier's life).
+        self._warned: set[bytes] = set()
+
+    @property
+    def channels(self) -> frozenset[bytes]:
+        """Channels subscribed right now (for leak checks)."""
+        return frozenset(self._subscribed)
+
+    @contextlib.asynccontextmanager
+    async def waiting(self, channel: bytes, token: bytes, timeout: float) -> AsyncIterator[Inbox]:
+        """Register ``token`` on ``channel`` while the block runs; wake-ups land in the inbox.
+
+        Subscribing obeys ``timeout`` and the client's circuit breaker like any
+        command, and fails with ``RedisUnavailable``/``RedisTimeout``.
+        """
+        self._bind()
+        inbox = Inbox()
+        self._waiters.setdefault(channel, {})[token] = inbox
+        _LOCAL[token] = inbox
+        _WAITED_ON[channel] = _WAITED_ON.get(channel, 0) + 1
+        try:
+            if channel not in self._subscribed and not self._is_denied(channel):
+                subscribing = self._subscribing.get(channel)
+                if subscribing is None:
+                    subscribing = asyncio.get_running_loop().create_task(
+                        self._subscribe(channel, timeout)
+                    )
+                    self._subscribing[channel] = subscribing
+                    subscribing.add_done_callback(self._subscribed_callback(channel))
+                # Shielded: cancelling this waiter raises here, always; the subscription
+                # (shared with the other waiters on the channel) carries on.
+                await asyncio.shield(subscribing)
+            yield inbox
+        finally:
+            if _LOCAL.get(token) is inbox:
+                del _LOCAL[token]
+            left = _WAITED_ON.get(channel, 1) - 1
+            if left > 0:
+                _WAITED_ON[channel] = left
+            else:
+                _WAITED_ON.pop(channel, None)
+            waiters = self._waiters.get(channel)
+            if waiters is not None:
+                waiters.pop(token, None)
+                if not waiters:
+                    del self._waiters[channel]
+                    self._spawn_cleanup()
+
+    def _bind(self) -> None:
+        loop = asyncio.get_running_loop()
+        if loop is not self._loop:
+            self._loop = loop
+            self._lock = asyncio.Lock()
+            self._pubsub = None
+            self._reader = None
+            self._subscribed = set()
+            self._waiters = {}
+            self._cleanup = set()
+            self._subscribing = {}
+            self._unconfirmed = deque()
+
+    def _subscribed_callback(self, channel: bytes) -> Any:
+        def done(task: asyncio.Task[None]) -> None:
+            if self._subscribing.get(channel) is task:
+                del self._subscribing[channel]
+            if not task.cancelled():
+                task.exception()  # retrieved: the waiters that still wait get it raised
+
+        return done
+
+    async def _subscribe(self, channel: bytes, timeout: float) -> None:
+        assert self._lock is not None
+        async with self._lock:
+            if channel in self._subscribed or channel not in self._waiters:
+                return
+            if self._pubsub is None:
+                self._pubsub = self._client.pubsub()
+            try:
+                self._unconfirmed.append(channel)
+                await self._executor.guarded(self._pubsub.subscribe(channel), timeout)
+            except BaseException as exc:
+                # The connection is in an unknown state: drop it and every subscription
+                # on it. Waiters already in fall back to their polls; new ones resubscribe.
+                self._discard_pubsub()
+                if isinstance(exc, (RuntimeError, AttributeError)):
+                    # redis-py's pub/sub raises these when a subscribe races its own
+                    # reconnect: to our callers that is Redis being unavailable.
+                    raise RedisUnavailable(f"pub/sub connection lost: {exc!r}") from exc
+                raise
+            self._subscribed.add(channel)
+            if self._reader is None or self._reader.done():
+                self._reader = asyncio.get_running_loop().create_task(self._read())
+
+    def _spawn_cleanup(self) -> None:
+        task = asyncio.get_running_loop().create_task(self._unsubscribe_idle())
+        self._cleanup.add(task)
+        task.add_done_callback(self._cleanup.discard)
+
+    async def _unsubscribe_idle(self) -> None:
+        assert self._lock is not None
+        async with self._lock:
+            idle = [c for c in self._subscribed if c not in self._waiters]
+            if not idle:
+                return
+            pubsub = self._pubsub
+            self._subscribed.difference_update(idle)
+            if self._subscribed:
+                try:
+                    await asyncio.wait_for(pubsub.unsubscribe(*idle), _CLEANUP_TIMEOUT)
+                except Exception:  # a broken connection: start afresh next time
+                    self._discard_pubsub()
+                return
+            # Nobody waits on anything: close the connection and the reader, never
+            # holding the lock longer than a cleanup deadline.
+            self._pubsub = None
+            reader, self._reader = self._reader, None
+            if reader is not None:
+                reader.cancel()
+                await asyncio.wait([reader], timeout=_CLEANUP_TIMEOUT)
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(pubsub.aclose(), _CLEANUP_TIMEOUT)
+
+    def _discard_pubsub(self) -> None:
+        pubsub, self._pubsub = self._pubsub, None
+        reader, self._reader = self._reader, None
+        self._subscribed = set()
+        self._unconfirmed.clear()
+        if reader is not None:
+            reader.cancel()
+        if pubsub is not None:
+            task = asyncio.get_running_loop().create_task(_close_quietly(pubsub))
+            self._cleanup.add(task)
+            task.add_done_callback(self._cleanup.discard)
+
+    async def _read(self) -> None:
+        pubsub = self._pubsub
+        while pubsub is not None and pubsub is self._pubsub:
+            try:
+                async for message in pubsub.listen():
+                    kind = message.get("type")
+                    if kind == "message":
+                        self._dispatch(_as_bytes(message["channel"]), _as_bytes(message["data"]))
+                    elif kind == "subscribe":
+                        self._confirmed(_as_bytes(message["channel"]))
+            except asyncio.CancelledError:
+                raise
+            except NoPermissionError:
+                # The reply to the oldest SUBSCRIBE not yet confirmed (replies come in order).
+                if self._unconfirmed:
+                    self._refused(self._unconfirmed.popleft())
+                continue  # the connection is fine: read on at once
+            except Exception as exc:  # connection trouble: waiters fall back to polling
+                self._unconfirmed.clear()
+                logger.debug("pub/sub read failed (%s); retrying", exc)
+            # listen() ends when nothing is subscribed (or after an error): look again soon.
+            await asyncio.sleep(0.1)
+
+    def _confirmed(self, channel: bytes) -> None:
+        with contextlib.suppress(ValueError):
+            self._unconfirmed.remove(channel)
+
+    def _refused(self, channel: bytes) -> None:
+        """Redis refused to subscribe to ``channel``: no ACL permission for it."""
+        self._subscribed.discard(channel)
+        self._deny(channel, "SUBSCRIBE")
+
+    def publish_refused(self, channel: bytes) -> None:
+        """A script could not PUBLISH a wake-up on ``channel``: no ACL permission for it.
+
+        Logs one warning per channel pattern, and waiters on such channels poll
+        instead of subscribing for a while.
+        """
+        self._deny(channel, "PUBLISH")
+
+    def _deny(self, channel: bytes, command: str) -> None:
+        pattern = channel_pattern(channel)
+        self._denied[pattern] = time.monotonic() + DENIED_RETRY
+        if pattern in self._warned:
+            return
+        self._warned.add(pattern)
+        logger.warning(
+            "Redis refused %s on the wake-up channel %r: the Redis user has no permission "
+            "for it (Redis 7 ACL users get no channels by default). Waiters fall back to "
+            "polling every poll_interval. Grant the channels with "
+            "ACL SETUSER <user> '&%s' (or allchannels).",
+            command,
+            channel[:200],
+            pattern.decode("utf-8", "backslashreplace"),
+        )
+
+    def _is_denied(self, channel: bytes) -> bool:
+        if not self._denied:
+            return False
+        until = self._denied.get(channel_pattern(channel))
+        if until is None:
+            return False
+        if time.monotonic() < until:
+            return True
+        del self._denied[channel_pattern(channel)]  # time to try again
+        return False
+
+    def _dispatch(self, channel: bytes, data: bytes) -> None:
+        waiters = self._waiters.get(channel)
+        if not waiters:
+            return
+        token, _, payload = data.partition(b":")
+        if token == _ANYONE:
+            for inbox in waiters.values():
+                inbox.deliver(payload)
+            return
+        target = waiters.get(token)
+        if target is not None:
+            target.deliver(payload)
+
+    async def aclose(self) -> None:
+        """Close the subscription (tests and shutdown)."""
+        self._waiters.clear()
+        await self._unsubscribe_idle()
+
+
+async def _close_quietly(pubsub: Any) -> None:
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(pubsub.aclose(), _CLEANUP_TIMEOUT)
+
+
+def channel_pattern(channel: bytes) -> bytes:
+    """The ACL channel pattern that covers ``channel``: its namespace, then ``*``.
+
+    Channels are ``<namespace>:{<name>}:<suffix>``; ``lock:{invoice:42}:wake``
+    gives ``lock:*``.
+    """
+    cut = channel.find(b":{")
+    return channel[: cut + 1] + b"*" if cut > 0 else channel
+
+
+def _as_bytes(value: Any) -> bytes:
+    return value.encode() if isinstance(value, str) else bytes(value)
+
+
+_NOTIFIERS: weakref.WeakKeyDictionary[Any, Notifier] = weakref.WeakKeyDictionary()
+
+#: Every waiter of this process, by token (tokens are random: one waiter each).
+_LOCAL: dict[bytes, Inbox] = {}
+
+
+class _Releases:
+    """Release scripts in flight in this process on one channel, and the waiters
+    of this process waiting for them to be done."""
+
+    __slots__ = ("count", "waiters")
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.waiters: list[asyncio.Future[None]] = []
+
+
+#: Releases in flight in this process, by wake-up channel (and event loop). Their
+#: replies may hand a lock to a waiter here: a waiter woken on such a channel
+#: waits for them first.
+_RELEASING: dict[tuple[bytes, asyncio.AbstractEventLoop], _Releases] = {}
+
+#: Waiters of this process, by channel (how many).
+_WAITED_ON: dict[bytes, int] = {}
+
+_NOT_WAITED_ON: Final = contextlib.nullcontext()
+
+
+class _Releasing:
+    __slots__ = ("_key", "_releases")
+
+    def __init__(self, channel: bytes) -> None:
+        self._key = key = (channel, asyncio.get_running_loop())
+        releases = _RELEASING.get(key)
+        if releases is None:
+            releases = _RELEASING[key] = _Releases()
+        self._releases = releases
+
+    def __enter__(self) -> None:
+        self._releases.count += 1
+
+    def __exit__(self, *exc_info: object) -> None:
+        releases = self._releases
+        releases.count -= 1
+        if releases.count == 0:
+            if _RELEASING.get(self._key) is releases:
+                del _RELEASING[self._key]
+            for waiter in releases.waiters:
+                if not waiter.done():
+                    waiter.set_result(None)
+
+
+def releasing(channel: bytes) -> contextlib.AbstractContextManager[None]:
+    """Around a release script and the handling of its reply (which may call
+    :func:`hand_over_locally`). Free when nobody in this process waits on ``channel``."""
+    if channel not in _WAITED_ON:
+        return _NOT_WAITED_ON
+    return _Releasing(channel)
+
+
+async def local_releases(channel: bytes) -> None:
+    """Wait for the releases of ``channel`` in flight in this process (each is
+    bounded by its operation timeout): a waiter woken on the channel may be
+    about to be handed the lock by one, which costs it no round trip, where
+    asking Redis costs one."""
+    loop = asyncio.get_running_loop()
+    releases = _RELEASING.get((channel, loop))
+    if releases is not None:
+        done = loop.create_future()
+        releases.waiters.append(done)
+        await done  # our own future: cancelling us cancels only it
+
+
+def hand_over_locally(token: bytes, fence: int, lease_ms: int) -> bool:
+    """Tell the waiter ``token``, if it waits in this process (and loop), that Redis
+    handed it a lock with ``fence`` and a lease of ``lease_ms``: what the release
+    script replied to a releaser here, so the waiter needs no round trip to learn
+    it. True if it was told.
+
+    Only ever call it with a release script's reply: a wake-up message is a hint,
+    this is Redis's word.
+    """
+    inbox = _LOCAL.get(token)
+    if inbox is None or inbox._loop is not asyncio.get_running_loop():
+        return False
+    inbox.granted = (fence, lease_ms)
+    inbox.deliver(b"")
+    return True
+
+
+def notifier_for(client: Any) -> Notifier:
+    """The notifier of ``client``, shared by every waiter of this process."""
+    notifier = _NOTIFIERS.get(client)
+    if notifier is None:
+        notifier = _NOTIFIERS[client] = Notifier(client)
+    return notifier

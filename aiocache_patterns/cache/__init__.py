@@ -1,0 +1,14 @@
+"""Cache-aside, write-through and invalidation, with stampede control.
+
+:class:`Cache` (``_cache``) is the door; behind it, the decorator
+(``_decorator``), the engine of ``get_or_load`` (``_loading``), the stored
+entry (``_entry``: envelope, codec, reading and writing), the cross-process
+recompute lock and XFetch (``_recompute``), and the counters (``_stats``).
+Its Lua scripts are in ``lua/``. See docs/cache-aside.md and docs/stampede.md.
+"""
+
+from ._cache import Cache as Cache
+from ._decorator import CachedFunction as CachedFunction
+from ._stats import CacheStats as CacheStats
+
+__all__ = ("Cache", "CacheStats", "CachedFunction")

@@ -1,0 +1,383 @@
+"""Cache-aside, write-through and invalidation, correct under concurrency.
+
+:class:`Cache` stores every value in an envelope (value, creation time, load
+time, freshness deadline) read with a single GET, and talks to Redis only
+through the shared executor, so concurrent reads share round trips. See
+docs/cache-aside.md for the guarantees and failure modes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Final, TypeVar
+
+from .._redis.executor import executor_for
+from .._redis.notify import notifier_for
+from .._validate import Seconds, callable_arg, milliseconds, positive_int, seconds, seconds_or_none
+from ..errors import RedisOutOfMemory, RedisUnavailable
+from ..keys import DEFAULT_MAX_KEY_BYTES, KeyBuilder, KeyT
+from ..serializers import JsonSerializer, Serializer
+from ._codec import MISS, Codec
+from ._entries import EntryIO
+from ._loading import Loader, await_result
+from ._recompute import RecomputeLock
+from ._stats import CacheStats, Counters
+
+if TYPE_CHECKING:
+    from ._decorator import CachedFunction, P, R
+
+__all__ = ["Cache", "CacheStats"]
+
+T = TypeVar("T")
+
+#: Values whose serialized form is larger than this are refused (``max_value_bytes``).
+DEFAULT_MAX_VALUE_BYTES: Final = 16 * 1024 * 1024
+
+#: How long a waiter sleeps at most between looks when no wake-up arrives.
+_WAIT_POLL: Final = 0.25
+
+
+class Cache:
+    """Cache-aside over Redis, with stampede control.
+
+    >>> cache = Cache(redis, namespace="blog", ttl=3600)  # doctest: +SKIP
+    >>> post = await cache.get_or_load(f"post:{post_id}", lambda: db.fetch_post(post_id))
+
+    Args:
+        redis: a ``redis.asyncio.Redis``, ``redis.asyncio.RedisCluster`` or
+            ``fakeredis.FakeAsyncRedis``; ``decode_responses`` either way.
+        namespace: prefix of every key this cache writes (no braces).
+        ttl: default time to live, seconds or ``timedelta``.
+        serializer: how values become bytes; JSON by default.
+        stale_ttl: grace after ``ttl`` during which ``get_or_load`` serves the
+            old value while one caller refreshes it, or when the loader fails.
+        recompute_lock: on a miss, one process loads and the others wait for
+            its value (woken, not polling).
+        lock_ttl: lease of the recompute lock, renewed while the loader runs;
+            a loader that dies is replaced after this long.
+        lock_timeout: how long a miss waits for another process's load before
+            loading itself (or serving a stale value if there is one).
+        beta: XFetch's eagerness to recompute before expiry; ``0`` disables it.
+        refresh_after: age after which a hit schedules a background refresh
+            (and returns the current value at once); also used for XFetch's
+            decisions, which then refresh in the background too.
+        timeout: deadline of each Redis operation, redis-py retries included.
+        fail_open: on Redis errors (down, slow, full), reads become misses and
+            cache writes are skipped (counted and logged; a write Redis refuses
+            because it is full deletes the old value instead); invalidations
+            always raise.
+        max_key_bytes: longer keys are stored under their SHA-256.
+        max_value_bytes: serialized values larger than this are refused, and
+            stored values larger than this are misses, never decoded.
+        clock: wall clock in Unix seconds (injectable for tests).
+        random: uniform source in [0, 1) for XFetch (injectable for tests).
+    """
+
+    def __init__(
+        self,
+        redis: Any,
+        *,
+        namespace: str = "cache",
+        ttl: Seconds = 300.0,
+        serializer: Serializer | None = None,
+        stale_ttl: Seconds | None = None,
+        recompute_lock: bool = True,
+        lock_ttl: Seconds = 3.0,
+        lock_timeout: Seconds = 5.0,
+        beta: float = 1.0,
+        refresh_after: Seconds | None = None,
+        timeout: Seconds = 1.0,
+        fail_open: bool = True,
+        max_key_bytes: int = DEFAULT_MAX_KEY_BYTES,
+        max_value_bytes: int = DEFAULT_MAX_VALUE_BYTES,
+        clock: Callable[[], float] = time.time,
+        random: Callable[[], float] = random.random,
+    ) -> None:
+        if ttl is None:
+            raise TypeError("ttl must be a number of seconds or a timedelta, not None")
+        self._ttl = _ttl_seconds(ttl)
+        executor = executor_for(redis)
+        self._keys = KeyBuilder(namespace, max_key_bytes=max_key_bytes)
+        stale = seconds_or_none(stale_ttl, "stale_ttl", allow_zero=True) or 0.0
+        timeout_s = seconds(timeout, "timeout")
+        if serializer is None:
+            serializer = JsonSerializer()
+        elif not isinstance(serializer, Serializer):
+            raise TypeError("serializer must have dumps(value) -> bytes and loads(bytes)")
+        for flag, argname in ((fail_open, "fail_open"), (recompute_lock, "recompute_lock")):
+            if not isinstance(flag, bool):
+                raise TypeError(f"{argname} must be a bool")
+        if isinstance(beta, bool) or not isinstance(beta, (int, float)):
+            raise TypeError("beta must be a number")
+        if not 0 <= beta < float("inf"):
+            raise ValueError(f"beta must be finite and >= 0, got {beta!r}")
+        callable_arg(clock, "clock")
+        callable_arg(random, "random")
+        codec = Codec(
+            serializer,
+            max_value_bytes=positive_int(max_value_bytes, "max_value_bytes"),
+            grace=stale,
+            clock=clock,
+        )
+        self._counters = Counters()
+        self._io = EntryIO(
+            executor, codec, self._counters, timeout=timeout_s, fail_open=fail_open, clock=clock
+        )
+        lock = (
+            RecomputeLock(
+                executor,
+                notifier_for(redis),
+                ttl=seconds(lock_ttl, "lock_ttl"),
+                timeout=timeout_s,
+                poll_interval=_WAIT_POLL,
+            )
+            if recompute_lock
+            else None
+        )
+        self._loader = Loader(
+            self._io,
+            lock,
+            lock_timeout=seconds(lock_timeout, "lock_timeout", allow_zero=True),
+            beta=float(beta),
+            refresh_after=seconds_or_none(refresh_after, "refresh_after"),
+            random=random,
+        )
+
+    # -- reading -------------------------------------------------------------
+
+    async def get(self, key: KeyT, default: Any = None) -> Any:
+        """The cached value of ``key``, or ``default`` on a miss.
+
+        A cached ``None`` is returned as ``None``; pass a sentinel ``default``
+        to tell it from a miss. Stale values are misses here.
+        """
+        rkey = self._keys.key(key)
+        io = self._io
+        try:
+            raw = await io.executor.get(rkey, io.timeout)
+        except RedisUnavailable as exc:
+            io.redis_failed("get", exc)
+            raw = None
+        value = io.fresh_value(rkey, raw)
+        return default if value is MISS else value
+
+    async def get_many(self, keys: Iterable[KeyT]) -> dict[KeyT, Any]:
+        """``{key: value}`` for the keys that hold a fresh value; misses are absent.
+
+        One round trip (one per node on a cluster), shared with concurrent reads.
+        """
+        if isinstance(keys, (str, bytes)):
+            raise TypeError("keys must be an iterable of keys, not a single key")
+        wanted: dict[bytes, list[KeyT]] = {}
+        for k in keys:
+            wanted.setdefault(self._keys.key(k, "keys"), []).append(k)
+        rkeys = list(wanted)
+        try:
+            raws = await self._io.executor.get_many(rkeys, self._io.timeout)
+        except RedisUnavailable as exc:
+            self._io.redis_failed("get_many", exc)
+            return {}
+        found: dict[KeyT, Any] = {}
+        for rkey, raw in zip(rkeys, raws, strict=True):
+            value = self._io.fresh_value(rkey, raw)
+            if value is not MISS:
+                for key in wanted[rkey]:
+                    found[key] = value
+        return found
+
+    # -- writing -------------------------------------------------------------
+
+    async def set(self, key: KeyT, value: Any, ttl: Seconds | None = None) -> None:
+        """Store ``value`` under ``key`` for ``ttl`` seconds (the cache's default if None).
+
+        If Redis refuses the value (full), the old one is deleted instead.
+        """
+        rkey = self._keys.key(key)
+        data, px = self._io.codec.encode(value, self._ttl_arg(ttl), 0.0, rkey)
+        self._loader.invalidate(rkey)
+        await self._loader.settled([rkey])
+        await self._io.replace(rkey, data, px, "set")
+
+    async def set_many(
+        self,
+        mapping: Mapping[str, Any] | Mapping[bytes, Any] | Mapping[KeyT, Any],
+        ttl: Seconds | None = None,
+    ) -> None:
+        """Store every item in one round trip; nothing is sent if any value fails to encode.
+
+        Values Redis refuses (full) are counted and logged, and their old values deleted.
+        """
+        if not isinstance(mapping, Mapping):
+            raise TypeError(f"mapping must be a mapping, not {type(mapping).__name__}")
+        ttl_s = self._ttl_arg(ttl)
+        commands = []
+        for key, value in mapping.items():
+            rkey = self._keys.key(key, "mapping key")
+            data, px = self._io.codec.encode(value, ttl_s, 0.0, rkey)
+            commands.append(("SET", rkey, data, "PX", px))
+        rkeys = [command[1] for command in commands]
+        for rkey in rkeys:
+            self._loader.invalidate(rkey)
+        await self._loader.settled(rkeys)
+        try:
+            replies = await self._io.executor.commands(commands, self._io.timeout)
+        except RedisUnavailable as exc:
+            self._io.redis_failed("set_many", exc)
+            return
+        refused = [
+            k for k, r in zip(rkeys, replies, strict=True) if isinstance(r, RedisOutOfMemory)
+        ]
+        if refused:
+            await self._io.drop(refused, "set_many")
+        for reply in replies:
+            if isinstance(reply, BaseException) and not isinstance(reply, RedisUnavailable):
+                raise reply
+        failures = [r for r in replies if isinstance(r, RedisUnavailable)]
+        if failures:
+            self._counters.errors += len(failures) - 1  # and one more, by redis_failed
+            self._io.redis_failed("set_many", failures[0])
+
+    async def delete(self, *keys: KeyT) -> int:
+        """Remove keys; return how many existed.
+
+        Invalidation never fails silently: Redis errors raise
+        :class:`~aiocache_patterns.errors.RedisUnavailable` even with ``fail_open``.
+        """
+        rkeys = [self._keys.key(k, "keys") for k in keys]
+        for rkey in rkeys:
+            self._loader.invalidate(rkey)
+        if not rkeys:
+            return 0
+        await self._loader.settled(rkeys)
+        commands = [("DEL", k) for k in rkeys]
+        try:
+            replies = await self._io.executor.commands(commands, self._io.timeout)
+        except RedisUnavailable:
+            self._counters.errors += 1
+            raise
+        for reply in replies:
+            if isinstance(reply, BaseException):
+                self._counters.errors += 1
+                raise reply
+        return sum(int(r) for r in replies)
+
+    async def write_through(
+        self,
+        key: KeyT,
+        value: Any,
+        writer: Callable[[Any], Awaitable[Any]],
+        ttl: Seconds | None = None,
+    ) -> None:
+        """Write ``value`` to the source of truth with ``await writer(value)``, then cache it.
+
+        The value is encoded first, so a value the cache cannot hold is refused
+        before anything is written. If the writer raises, the cache is left as
+        it was and the error propagates. Once the writer has succeeded, the
+        old cached value is never left readable: the new one is stored, or, if
+        Redis refuses it (full), the old one is deleted; the failure is counted
+        and logged, and raised only with ``fail_open=False``. The cache write
+        runs to its end even if the caller is cancelled; a caller cancelled
+        while the writer runs (which may or may not have written) deletes the
+        cached value.
+        """
+        callable_arg(writer, "writer")
+        rkey = self._keys.key(key)
+        data, px = self._io.codec.encode(value, self._ttl_arg(ttl), 0.0, rkey)
+        try:
+            await await_result(writer(value), "writer")
+        except asyncio.CancelledError:
+            self._loader.invalidate(rkey)
+            self._loader.spawn(self._io.drop([rkey], "write_through"), rkey)
+            raise
+        self._loader.invalidate(rkey)
+        store = self._loader.spawn(self._io.replace(rkey, data, px, "write_through"), rkey)
+        await asyncio.shield(store)
+
+    # -- loading -------------------------------------------------------------
+
+    async def get_or_load(
+        self, key: KeyT, loader: Callable[[], Awaitable[T]], ttl: Seconds | None = None
+    ) -> T:
+        """The cached value of ``key``; on a miss, ``await loader()``, cache it and return it.
+
+        One loader call per key at a time: in this process (single-flight) and
+        across processes (the recompute lock). A hit costs one GET; near expiry
+        one reader refreshes early (XFetch) or in the background
+        (``refresh_after``); within ``stale_ttl`` the stale value is served
+        while one caller refreshes, or when the loader fails. The loader's
+        exception reaches every waiter and is never cached. A ``None`` from the
+        loader is cached like any value. If Redis is down, the loader's value
+        is served (fail-open) and the error counted.
+        """
+        callable_arg(loader, "loader")
+        return await self._loader.get_or_load(self._keys.key(key), loader, self._ttl_arg(ttl))
+
+    # -- decorator -------------------------------------------------------------
+
+    def cached(
+        self, ttl: Seconds | None = None, key: str | None = None, *, shared: bool = False
+    ) -> Callable[[Callable[P, Awaitable[R]]], CachedFunction[P, R]]:
+        """Cache an async function's results, keyed by its arguments.
+
+        ``key`` is a :meth:`str.format` template over the function's parameters
+        (``"post:{post_id}"``, ``"user:{user.id}"``); without one, the key is the
+        function's qualified name and its arguments, which must then be of
+        simple types (str, bytes, int, float, bool, None). Field values are
+        escaped (``%`` and ``:`` become ``%25`` and ``%3A``), so a value never
+        forms another key.
+
+        A function's keys are its own: they start with its qualified name
+        (``fn.key_for(...)`` tells the key). ``shared=True`` makes the key the
+        template alone, as written: shared with every other function and direct
+        call (``cache.get("post:1")``) that names it.
+
+        The wrapper keeps the function's signature and has
+        ``await fn.invalidate(*args, **kwargs)`` and ``fn.key_for(*args, **kwargs)``.
+        """
+        from ._decorator import CachedFunction
+
+        ttl_s = None if ttl is None else self._ttl_arg(ttl)
+
+        def decorate(fn: Callable[P, Awaitable[R]]) -> CachedFunction[P, R]:
+            return CachedFunction(self, fn, ttl_s, key, shared)
+
+        return decorate
+
+    # -- lifecycle and stats ---------------------------------------------------
+
+    @property
+    def stats(self) -> CacheStats:
+        """Counters since construction, as a frozen snapshot."""
+        return self._counters.snapshot()
+
+    async def __aenter__(self) -> Cache:
+        """Use the cache for the block; leaving it closes the cache (see :meth:`aclose`)."""
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Stop starting background refreshes, cancel the running ones, wait for them.
+
+        Recompute locks they held are given back (and their waiters woken) first.
+        """
+        await self._loader.aclose()
+
+    def _ttl_arg(self, ttl: Seconds | None) -> float:
+        return self._ttl if ttl is None else _ttl_seconds(ttl)
+
+
+def _ttl_seconds(ttl: object) -> float:
+    value = seconds(ttl, "ttl")
+    milliseconds(value, "ttl")
+    return value

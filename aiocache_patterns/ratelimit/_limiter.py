@@ -1,0 +1,346 @@
+"""Rate limiting: five algorithms, one atomic script each, on the server's clock.
+
+Every decision is one EVALSHA: the script reads the limiter's state, decides
+with Redis's own ``TIME`` (so clients' clocks need not agree), and writes only
+if the hit is allowed (rejected hits consume nothing). Several rates (say 10
+per second and 1,000 per day) are checked together, all or nothing. Every key
+expires on its own.
+
+The result says what a client needs to behave: whether it was allowed, how
+much is left, and how long to wait, relative, in seconds. See
+docs/rate-limiting.md for choosing an algorithm.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import math
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Final, Literal, ParamSpec, TypeVar, get_args
+
+from .._redis.eviction import RATE_LIMITER, warn_if_evictable
+from .._redis.executor import executor_for
+from .._redis.scripts import Script, load_script
+from .._templates import KeyTemplate
+from .._validate import Seconds, positive_int, seconds
+from ..errors import RateLimitExceeded, RedisUnavailable
+from ..keys import KeyBuilder, KeyT
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+__all__ = ["Algorithm", "Rate", "RateLimitResult", "RateLimiter", "RateLimiterStats"]
+
+logger = logging.getLogger("aiocache_patterns.ratelimit")
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+#: The algorithms, by name. See docs/rate-limiting.md for how to choose.
+Algorithm = Literal["fixed_window", "sliding_window", "sliding_log", "token_bucket", "gcra"]
+
+_ALGORITHMS: Final[tuple[str, ...]] = get_args(Algorithm)
+_SCRIPTS: Final[dict[str, Script]] = {name: load_script(__package__, name) for name in _ALGORITHMS}
+_MODES: Final = {"hit": b"hit", "peek": b"peek"}
+_COSTS: Final = tuple(str(n).encode() for n in range(64))
+
+_KEY_TAGS: Final = {
+    "fixed_window": "fw",
+    "sliding_window": "sw",
+    "sliding_log": "sl",
+    "token_bucket": "tb",
+    "gcra": "gcra",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Rate:
+    """``limit`` units per ``window`` seconds."""
+
+    limit: int
+    window: float
+
+    def __post_init__(self) -> None:
+        positive_int(self.limit, "limit")
+        window = seconds(self.window, "window")
+        if window < 0.001:
+            raise ValueError(f"window must be at least 0.001 seconds, got {window!r}")
+        object.__setattr__(self, "window", window)
+
+    @property
+    def window_us(self) -> int:
+        """The window in whole microseconds (what the scripts use)."""
+        return round(self.window * 1_000_000)
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimitResult:
+    """The outcome of one decision. Durations are seconds from now."""
+
+    #: Whether the hit was admitted (for ``peek``: whether a hit would be).
+    allowed: bool
+    #: The limit of the binding rate (the one with the least quota left).
+    limit: int
+    #: Quota left on the binding rate after this call.
+    remaining: int
+    #: Until the binding rate is back to its full quota.
+    reset_after: float
+    #: How long to wait before a retry can succeed; 0 if allowed.
+    retry_after: float
+    #: The binding rate's window, in seconds (for ``RateLimit-Policy``).
+    window: float
+    #: True when Redis could not be asked and ``fail_open`` decided.
+    degraded: bool = False
+
+    def headers(self, policy: str = "default") -> dict[str, str]:
+        """HTTP headers: the IETF draft's ``RateLimit`` and ``RateLimit-Policy``,
+        and ``Retry-After`` on a denial (draft-ietf-httpapi-ratelimit-headers).
+
+        A degraded result (decided without Redis) carries no quota headers:
+        only ``Retry-After`` when it is a denial.
+        """
+        if self.degraded:
+            # Decided without Redis: the quota is unknown, so advertise none.
+            return {} if self.allowed else {"Retry-After": str(_whole(self.retry_after))}
+        name = policy.replace("\\", "\\\\").replace('"', '\\"')
+        headers = {
+            "RateLimit-Policy": f'"{name}";q={self.limit};w={_whole(self.window)}',
+            "RateLimit": f'"{name}";r={self.remaining};t={_whole(self.reset_after)}',
+        }
+        if not self.allowed:
+            headers["Retry-After"] = str(_whole(self.retry_after))
+        return headers
+
+
+def _whole(value: float) -> int:
+    """Whole seconds, rounded up (a client that waits this long is not early)."""
+    whole = int(value)
+    return whole + 1 if value > whole else whole
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimiterStats:
+    """Counters of one :class:`RateLimiter` since construction."""
+
+    allowed: int = 0
+    denied: int = 0
+    #: Hits decided without Redis, by ``fail_open`` (degraded; counted in allowed/denied
+    #: too). Watch it: a security limit that fails open lets these through.
+    errors: int = 0
+
+
+class RateLimiter:
+    """Limit how often each key may do something, across every process.
+
+    >>> limiter = RateLimiter(redis, limit=100, window=60)  # doctest: +SKIP
+    >>> result = await limiter.hit(f"user:{user_id}")
+    >>> if not result.allowed:
+    ...     raise TooManyRequests(retry_after=result.retry_after)
+
+    Args:
+        redis: a ``redis.asyncio.Redis``, ``RedisCluster`` or ``FakeAsyncRedis``.
+        limit: units allowed per ``window`` (one rate: ``limit`` per ``window``).
+        window: the rate's window, in seconds.
+        algorithm: ``"fixed_window"``, ``"sliding_window"`` (the default: a
+            weighted two-window counter), ``"sliding_log"`` (exact),
+            ``"token_bucket"`` or ``"gcra"``.
+        rates: several rates checked together, all or nothing, instead of
+            ``limit``/``window`` (e.g. ``[Rate(10, 1), Rate(1000, 86400)]``).
+        namespace: prefix of the limiter's keys.
+        fail_open: what a hit returns when Redis cannot be asked: allowed
+            (``True``, the default) or denied. Either way it is counted and logged.
+        timeout: deadline of each Redis operation.
+    """
+
+    def __init__(
+        self,
+        redis: Any,
+        limit: int | None = None,
+        window: Seconds | None = None,
+        *,
+        algorithm: Algorithm = "sliding_window",
+        rates: Sequence[Rate] | None = None,
+        namespace: str = "rl",
+        fail_open: bool = True,
+        timeout: Seconds = 1.0,
+    ) -> None:
+        self._executor = executor_for(redis)
+        self._rates = _rates(limit, window, rates)
+        if algorithm not in _ALGORITHMS:
+            raise ValueError(
+                f"algorithm must be one of {', '.join(_ALGORITHMS)}; got {algorithm!r}"
+            )
+        self._algorithm = algorithm
+        self._script = _SCRIPTS[algorithm]
+        self._keys = KeyBuilder(namespace)
+        if not isinstance(fail_open, bool):
+            raise TypeError("fail_open must be a bool")
+        self._fail_open = fail_open
+        self._timeout = seconds(timeout, "timeout")
+        tag = _KEY_TAGS[algorithm]
+        self._suffixes = [f"{tag}:{r.limit}:{r.window_us}" for r in self._rates]
+        # Every argument that never changes, encoded once: redis-py would encode
+        # each of them again, in Python, on every hit.
+        self._rate_args: list[bytes] = [str(len(self._rates)).encode()]
+        for rate in self._rates:
+            self._rate_args += [str(rate.limit).encode(), str(rate.window_us).encode()]
+        self._max_cost = min(r.limit for r in self._rates)
+        self._allowed = self._denied = self._errors = 0
+        self._namespace = namespace
+        self._unlogged = 0
+        self._last_error_log = -math.inf
+        self._eviction_checked = False
+
+    @property
+    def rates(self) -> tuple[Rate, ...]:
+        """The rates every hit is checked against."""
+        return self._rates
+
+    @property
+    def algorithm(self) -> Algorithm:
+        """The algorithm this limiter runs."""
+        return self._algorithm
+
+    @property
+    def stats(self) -> RateLimiterStats:
+        """Decisions since construction, as a frozen snapshot."""
+        return RateLimiterStats(self._allowed, self._denied, self._errors)
+
+    async def hit(self, key: KeyT, cost: int = 1) -> RateLimitResult:
+        """Spend ``cost`` units of ``key``'s quota if every rate allows it."""
+        return await self._decide(key, self._cost(cost), "hit")
+
+    async def peek(self, key: KeyT) -> RateLimitResult:
+        """What a hit of cost 1 would get now, consuming nothing."""
+        return await self._decide(key, 1, "peek")
+
+    async def reset(self, key: KeyT) -> None:
+        """Forget ``key``'s usage: its full quota is available again."""
+        # UNLINK: a big sliding log is freed in the background, not while Redis waits.
+        commands = [("UNLINK", k) for k in self._redis_keys(self._keys.key(key))]
+        for reply in await self._executor.commands(commands, self._timeout):
+            if isinstance(reply, BaseException):
+                raise reply
+
+    def limited(
+        self, key: str | Callable[..., KeyT], cost: int = 1
+    ) -> Callable[[Callable[P, Awaitable[R]]], Callable[P, Awaitable[R]]]:
+        """Decorate an async function: each call is a hit; a denial raises
+        :class:`~aiocache_patterns.errors.RateLimitExceeded` (carrying the result).
+
+        ``key`` is a ``str.format`` template over the function's parameters
+        (``"user:{user_id}"``) or a function of the same arguments returning the key.
+        """
+        cost = self._cost(cost)
+
+        def decorate(fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
+            key_for = KeyTemplate(fn, key if isinstance(key, str) else None)
+
+            async def limited_call(*args: P.args, **kwargs: P.kwargs) -> R:
+                resolved = key_for(args, kwargs) if isinstance(key, str) else key(*args, **kwargs)
+                result = await self.hit(resolved, cost)
+                if not result.allowed:
+                    raise RateLimitExceeded(result)
+                return await fn(*args, **kwargs)
+
+            return functools.wraps(fn)(limited_call)
+
+        return decorate
+
+    # -- internals ---------------------------------------------------------------
+
+    def _cost(self, cost: object) -> int:
+        value = positive_int(cost, "cost")
+        if value > self._max_cost:
+            raise ValueError(
+                f"cost {value} is over the limit {self._max_cost}: it could never pass"
+            )
+        return value
+
+    def _redis_keys(self, base: bytes) -> list[bytes]:
+        return [KeyBuilder.derived(base, suffix) for suffix in self._suffixes]
+
+    async def _decide(self, key: KeyT, cost: int, mode: str) -> RateLimitResult:
+        keys = self._redis_keys(self._keys.key(key))
+        args: list[Any] = [_MODES[mode], _COSTS[cost] if cost < len(_COSTS) else cost]
+        args += self._rate_args
+        if not self._eviction_checked:
+            self._eviction_checked = True
+            warn_if_evictable(self._executor, RATE_LIMITER)
+        try:
+            reply = await self._executor.script(self._script, keys, args, self._timeout)
+        except RedisUnavailable as exc:
+            return self._degraded(cost, exc, counted=mode == "hit")
+        allowed = int(reply[0]) == 1
+        rate = self._rates[int(reply[1]) - 1]
+        if mode == "hit":
+            if allowed:
+                self._allowed += 1
+            else:
+                self._denied += 1
+        return RateLimitResult(
+            allowed=allowed,
+            limit=rate.limit,
+            remaining=int(reply[2]),
+            reset_after=max(0, int(reply[3])) / 1_000_000,
+            retry_after=0.0 if allowed else max(1, int(reply[4])) / 1_000_000,
+            window=rate.window,
+        )
+
+    def _degraded(self, cost: int, exc: RedisUnavailable, *, counted: bool) -> RateLimitResult:
+        """A decision without Redis: ``fail_open`` decides. A hit is counted in
+        ``stats.errors``; every such decision is logged, at most one line a second
+        saying how many were made since the last line."""
+        if counted:
+            self._errors += 1
+            if self._fail_open:
+                self._allowed += 1
+            else:
+                self._denied += 1
+        self._unlogged += 1
+        now = time.monotonic()
+        if now - self._last_error_log >= 1.0:
+            self._last_error_log = now
+            policy = "ALLOWING hits (fail_open=True)" if self._fail_open else "denying hits"
+            logger.warning(
+                "rate limiter %r: Redis unavailable (%s); %s without it: "
+                "%d decision(s) since the last message, %d hit(s) in all",
+                self._namespace,
+                exc,
+                policy,
+                self._unlogged,
+                self._errors,
+            )
+            self._unlogged = 0
+        rate = min(self._rates, key=lambda r: r.limit)
+        remaining = rate.limit - cost if self._fail_open else 0
+        return RateLimitResult(
+            allowed=self._fail_open,
+            limit=rate.limit,
+            remaining=remaining,
+            reset_after=0.0,
+            retry_after=0.0 if self._fail_open else 1.0,
+            window=rate.window,
+            degraded=True,
+        )
+
+
+def _rates(limit: object, window: object, rates: Iterable[Rate] | None) -> tuple[Rate, ...]:
+    if rates is not None:
+        if limit is not None or window is not None:
+            raise TypeError("give either limit and window, or rates, not both")
+        if isinstance(rates, Rate) or not hasattr(rates, "__iter__"):
+            raise TypeError("rates must be a sequence of Rate")
+        found = tuple(rates)
+        if not found:
+            raise ValueError("rates must not be empty")
+        for rate in found:
+            if not isinstance(rate, Rate):
+                raise TypeError(f"rates must contain Rate objects, not {type(rate).__name__}")
+        return found
+    if limit is None or window is None:
+        raise TypeError("limit and window are required (or rates=[Rate(limit, window), ...])")
+    return (Rate(limit, window),)  # type: ignore[arg-type]
