@@ -16,8 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from aiocache_patterns import Cache, RateLimiter
-from aiocache_patterns._templates import KeyTemplate
-from aiocache_patterns.keys import KeyBuilder, quote
+from aiocache_patterns.keys import KeyBuilder, KeyTemplate, quote
 
 MISS: Any = object()
 

@@ -5,17 +5,25 @@ from __future__ import annotations
 import functools
 import inspect
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
+from typing import Any, Generic, ParamSpec, Protocol, TypeVar
 
-from .._templates import KeyTemplate
+from ..keys import KeyT, KeyTemplate
 
-if TYPE_CHECKING:
-    from ._cache import Cache
-
-__all__ = ["CachedFunction"]
+__all__ = ["CacheBackend", "CachedFunction"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
+T = TypeVar("T")
+
+
+class CacheBackend(Protocol):
+    """What the decorator needs of a cache (a :class:`~aiocache_patterns.Cache`)."""
+
+    async def get_or_load(
+        self, key: KeyT, loader: Callable[[], Awaitable[T]], ttl: float | None = None
+    ) -> T: ...
+
+    async def delete(self, *keys: KeyT) -> int: ...
 
 
 class CachedFunction(Generic[P, R]):
@@ -27,7 +35,7 @@ class CachedFunction(Generic[P, R]):
 
     def __init__(
         self,
-        cache: Cache,
+        cache: CacheBackend,
         fn: Callable[P, Awaitable[R]],
         ttl: float | None,
         key: str | None,

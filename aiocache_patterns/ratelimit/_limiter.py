@@ -24,10 +24,9 @@ from typing import TYPE_CHECKING, Any, Final, Literal, ParamSpec, TypeVar, get_a
 from .._redis.eviction import RATE_LIMITER, warn_if_evictable
 from .._redis.executor import executor_for
 from .._redis.scripts import Script, load_script
-from .._templates import KeyTemplate
 from .._validate import Seconds, positive_int, seconds
 from ..errors import RateLimitExceeded, RedisUnavailable
-from ..keys import KeyBuilder, KeyT
+from ..keys import KeyBuilder, KeyT, KeyTemplate
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
