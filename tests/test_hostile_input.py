@@ -20,7 +20,7 @@ from aiocache_patterns import (
     RateLimiter,
     SerializationError,
 )
-from aiocache_patterns.cache._envelope import pack
+from aiocache_patterns.cache._entry import pack
 from tests._helpers import all_keys
 
 HOSTILE_KEYS: list[str | bytes] = [

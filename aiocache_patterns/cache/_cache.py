@@ -13,7 +13,7 @@ import random
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Final, TypeVar
+from typing import Any, Final, TypeVar
 
 from .._redis.executor import executor_for
 from .._redis.notify import notifier_for
@@ -21,14 +21,11 @@ from .._validate import Seconds, callable_arg, milliseconds, positive_int, secon
 from ..errors import RedisOutOfMemory, RedisUnavailable
 from ..keys import DEFAULT_MAX_KEY_BYTES, KeyBuilder, KeyT
 from ..serializers import JsonSerializer, Serializer
-from ._codec import MISS, Codec
-from ._entries import EntryIO
+from ._decorator import CachedFunction, P, R
+from ._entry import MISS, Codec, EntryIO
 from ._loading import Loader, await_result
 from ._recompute import RecomputeLock
 from ._stats import CacheStats, Counters
-
-if TYPE_CHECKING:
-    from ._decorator import CachedFunction, P, R
 
 __all__ = ["Cache", "CacheStats"]
 
@@ -157,12 +154,7 @@ class Cache:
         """
         rkey = self._keys.key(key)
         io = self._io
-        try:
-            raw = await io.executor.get(rkey, io.timeout)
-        except RedisUnavailable as exc:
-            io.redis_failed("get", exc)
-            raw = None
-        value = io.fresh_value(rkey, raw)
+        value = io.fresh_value(rkey, await io.read(rkey, "get"))
         return default if value is MISS else value
 
     async def get_many(self, keys: Iterable[KeyT]) -> dict[KeyT, Any]:
@@ -338,8 +330,6 @@ class Cache:
         The wrapper keeps the function's signature and has
         ``await fn.invalidate(*args, **kwargs)`` and ``fn.key_for(*args, **kwargs)``.
         """
-        from ._decorator import CachedFunction
-
         ttl_s = None if ttl is None else self._ttl_arg(ttl)
 
         def decorate(fn: Callable[P, Awaitable[R]]) -> CachedFunction[P, R]:

@@ -30,8 +30,7 @@ from typing import Any, TypeVar
 
 from ..errors import CircuitOpen, RedisOutOfMemory, RedisUnavailable
 from ..singleflight import SingleFlight
-from ._codec import MISS, Entry
-from ._entries import EntryIO
+from ._entry import MISS, Entry, EntryIO
 from ._recompute import RecomputeLock, new_token, xfetch_due
 
 __all__ = ["Loader", "await_result"]
