@@ -18,6 +18,26 @@ does everything around them:
   ``release()`` can be called again;
 * ``auto_renew`` runs a watchdog; a lost lease sets ``lease.lost`` and, with
   ``cancel_on_loss``, cancels the ``async with`` block with ``LockLost``.
+
+Waiting (:func:`wait_for_turn`): try, subscribe, wait to be woken, try again.
+
+``attempt(queue)`` runs the acquire script once and answers
+``(fencing_token, pttl_ms)``: a fencing token when the caller holds the lease
+(taken now, or handed over by a releaser), else ``None`` and how long the
+lease it waits behind has left (negative if unknown). Between tries a waiter
+sleeps until it is woken by name, the lease it waits behind runs out, or the
+fallback poll interval passes, whichever is first.
+
+A wake-up message is only ever a hint to try again: whatever it says (anyone
+may PUBLISH to the channel), a waiter returns only once ``attempt`` has
+confirmed from Redis, atomically, that the lease is its own, and with the
+fencing token Redis issued. A forged message costs one round trip, never
+exclusion. The one exception is not a message: a lock handed over by a
+releaser in this same process, which the release script's reply names with
+its fencing token (``inbox.granted``, see ``_redis.notify.hand_over_locally``);
+that is Redis's own word, so the waiter takes it without a round trip. A
+waiter woken while a release of its lock is in flight in this process waits
+for that release's reply before asking Redis.
 """
 
 from __future__ import annotations
@@ -27,14 +47,14 @@ import contextlib
 import logging
 import secrets
 import time
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Final
 
 from .._redis.eviction import LOCK, EvictionRisk, warn_if_evictable
 from .._redis.executor import executor_for
-from .._redis.notify import hand_over_locally, notifier_for, releasing
+from .._redis.notify import Notifier, hand_over_locally, local_releases, notifier_for, releasing
 from .._redis.scripts import Script
 from .._validate import Seconds, milliseconds, seconds, seconds_or_none
 from ..errors import (
@@ -46,7 +66,6 @@ from ..errors import (
     RedisUnavailable,
 )
 from ..keys import KeyBuilder, KeyT
-from ._waiting import wait_for_turn
 
 __all__ = ["Lease", "LeaseHolder"]
 
@@ -60,6 +79,50 @@ UNSET: Final[Any] = object()
 
 #: Background clean-ups (a cancelled release, a waiter leaving the queue).
 _BACKGROUND: set[asyncio.Task[None]] = set()
+
+
+Attempt = Callable[[bool], Awaitable[tuple[int | None, int]]]
+
+
+async def wait_for_turn(
+    attempt: Attempt,
+    *,
+    notifier: Notifier,
+    channel: bytes,
+    token: bytes,
+    blocking_timeout: float | None,
+    poll_interval: float,
+    timeout: float,
+) -> tuple[int | None, int]:
+    """Run ``attempt`` until it succeeds: ``(fencing token or None if time ran out,
+    lease in ms)``. The lease is 0 when the acquire script confirmed it (it is the
+    full ttl then), else the short lease a releaser in this process handed over.
+
+    ``attempt(queue)`` must join the fair queue when ``queue`` is true;
+    ``timeout`` bounds subscribing to the wake-ups, like any Redis operation.
+    """
+    fence, pttl = await attempt(blocking_timeout != 0)
+    if fence is not None or blocking_timeout == 0:
+        return fence, 0
+    deadline = None if blocking_timeout is None else time.monotonic() + blocking_timeout
+    async with notifier.waiting(channel, token, timeout) as inbox:
+        # Try again now that we are subscribed: a release in between was not heard.
+        fence, pttl = await attempt(True)
+        while fence is None:
+            wait = poll_interval
+            if pttl > 0:
+                wait = min(wait, pttl / 1000 + 0.0005)
+            if deadline is not None:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return None, 0
+                wait = min(wait, left)
+            if await inbox.wait(wait) is not None and inbox.granted is None:
+                await local_releases(channel)
+            if inbox.granted is not None:
+                return inbox.granted  # the release script's reply, relayed here
+            fence, pttl = await attempt(True)  # woken by a hint, or the wait ran out: ask
+        return fence, 0
 
 
 @dataclass(eq=False)
