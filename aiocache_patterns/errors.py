@@ -26,10 +26,7 @@ original chained as ``__cause__``.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from .ratelimit._limiter import RateLimitResult
+from typing import Protocol
 
 __all__ = [
     "CachePatternsError",
@@ -38,6 +35,7 @@ __all__ = [
     "LockLost",
     "LockNotAcquired",
     "LockNotOwned",
+    "RateLimitDecision",
     "RateLimitExceeded",
     "RedisCommandError",
     "RedisOutOfMemory",
@@ -96,10 +94,31 @@ class LockLost(LockError):
     """The lease was lost while the protected block was running."""
 
 
+class RateLimitDecision(Protocol):
+    """What :class:`RateLimitExceeded` carries: a rate limiter's decision
+    (a :class:`~aiocache_patterns.RateLimitResult`). Durations are seconds.
+
+    Declared here so that this module, at the bottom of the package, depends
+    on no pattern.
+    """
+
+    @property
+    def allowed(self) -> bool: ...
+    @property
+    def limit(self) -> int: ...
+    @property
+    def remaining(self) -> int: ...
+    @property
+    def reset_after(self) -> float: ...
+    @property
+    def retry_after(self) -> float: ...
+    def headers(self, policy: str = ...) -> dict[str, str]: ...
+
+
 class RateLimitExceeded(CachePatternsError):
     """A rate-limited call was denied. ``result`` says when to retry."""
 
-    def __init__(self, result: RateLimitResult, *args: object) -> None:
+    def __init__(self, result: RateLimitDecision, *args: object) -> None:
         super().__init__(*(args or ("rate limit exceeded",)))
-        #: The RateLimitResult of the denied hit.
+        #: The decision of the denied hit (a RateLimitResult).
         self.result = result
