@@ -16,7 +16,7 @@ import pytest
 
 from aiocache_patterns import Leaderboard, LeaderboardEntry, RedisCommandError
 from aiocache_patterns._redis.executor import executor_for
-from aiocache_patterns.leaderboard._reads import SCRIPTS, Keys
+from aiocache_patterns.leaderboard._scripts import SCRIPTS, Keys
 from tests._helpers import ttls_ms
 
 HEAL: Any = SCRIPTS["heal"]

@@ -29,7 +29,8 @@ from .._redis.scripts import Script
 from .._validate import Seconds, callable_arg, positive_int, seconds
 from ..keys import KeyBuilder, KeyT
 from ._periods import KEY_WORDS, BoardPeriod, Span, as_utc, check_period, span_of
-from ._reads import CHUNK, DAMAGED, FLAG, SCRIPTS, Hints, Keys, Ranking, signal
+from ._reads import CHUNK, Hints, Ranking
+from ._scripts import DAMAGED, FLAG, SCRIPTS, Keys, signal
 from ._values import (
     RANK_STYLES,
     LeaderboardEntry,
@@ -43,7 +44,7 @@ from ._values import (
     parse_score,
     score_arg,
 )
-from ._view import LeaderboardView, ViewAggregate
+from ._view import LeaderboardView, ViewAggregate, ViewSource
 
 __all__ = [
     "BoardPeriod",
@@ -265,7 +266,17 @@ class Leaderboard(Ranking[M]):
             )
         how: ViewAggregate = check_choice(aggregate, _AGGREGATES, "aggregate")
         fresh = seconds(max_age, "max_age", allow_zero=True)
-        return LeaderboardView(self, days, how, fresh)
+        source = ViewSource(
+            executor=self._ex,
+            base=self._base,
+            as_str=self._as_str,
+            descending=self._desc,
+            rank_style=self._style,
+            timeout=self._timeout,
+            today=self._span,
+            label=repr(self),
+        )
+        return LeaderboardView(source, days, how, fresh)
 
     # -- writes ------------------------------------------------------------------
 

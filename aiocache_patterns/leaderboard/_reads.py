@@ -1,6 +1,6 @@
-"""What every leaderboard reads with: its keys, its scripts, and the read methods.
+"""The read methods a board and a rolling view share.
 
-:class:`Ranking` holds the reads a board and a rolling view share (``top``,
+:class:`Ranking` holds them (``top``,
 ``page``, ``around``, ``rank``, ``ranks``, ``score``, ``size``); a subclass
 says where its keys are (:meth:`Ranking._keys`) and how its commands travel
 (:meth:`Ranking._run`).
@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterable
-from dataclasses import dataclass
-from typing import Any, Final, Generic, TypeAlias
+from typing import Any, Final, Generic
 
 from .._redis.executor import executor_for
-from .._redis.scripts import Script, load_script
 from .._validate import positive_int
 from ..errors import RedisCommandError
-from ..keys import KeyBuilder, KeyT
+from ..keys import KeyT
+from ._scripts import DAMAGED, FLAG, SCRIPTS, Call, Keys, signal
 from ._values import (
     LeaderboardEntry,
     M,
@@ -27,20 +26,7 @@ from ._values import (
     parse_score,
 )
 
-__all__ = [
-    "BUILDING",
-    "CHUNK",
-    "DAMAGED",
-    "FLAG",
-    "MAX_ENTRIES",
-    "MAX_RADIUS",
-    "SCRIPTS",
-    "Call",
-    "Hints",
-    "Keys",
-    "Ranking",
-    "signal",
-]
+__all__ = ["CHUNK", "HEAL_STEP", "MAX_ENTRIES", "MAX_RADIUS", "MAX_REPAIRS", "Hints", "Ranking"]
 
 #: Members per script call (Redis's Lua unpacks at most ~8,000 values at once).
 CHUNK: Final = 1000
@@ -55,83 +41,12 @@ HEAL_STEP: Final = 1000
 #: Index rebuilds one call runs before it gives up (the index keeps disagreeing
 #: with the board: something keeps evicting or deleting it).
 MAX_REPAIRS: Final = 3
-#: What a script says, instead of its answer, when the board's member index
-#: disagrees with the board (see ``leaderboard_lib``): nothing was written.
-DAMAGED: Final = b"damaged"
-#: What a read script says when a dense rank needs distinct scores not built
-#: yet: it built one more bounded step; ask again.
-BUILDING: Final = b"building"
-#: Lua's view of a bool.
-FLAG: Final[tuple[bytes, bytes]] = (b"0", b"1")
 #: Members whose current encoded entry a board object remembers (see ``Hints``).
 HINTS_MAX: Final = 10_000
 
-
-def _script(name: str, *, writes: bool) -> Script:
-    """``lua/<name>.lua`` with the shared functions it uses inserted after its header.
-
-    Every script gets ``lua/lib.lua``; those that write also get
-    ``lua/lib_write.lua`` (the reads skip it: defining functions costs
-    time on every call).
-    """
-    return load_script(__package__, name, libs=("lib", "lib_write") if writes else ("lib",))
-
-
-#: Every leaderboard script, by the name after ``leaderboard_``.
-SCRIPTS: Final[dict[str, Script]] = {
-    **{
-        name: _script(name, writes=True)
-        for name in ("submit", "increment", "remove", "view", "heal")
-    },
-    **{name: _script(name, writes=False) for name in ("rank", "range")},
-}
 _RANK: Final = SCRIPTS["rank"]
 _RANGE: Final = SCRIPTS["range"]
 _HEAL: Final = SCRIPTS["heal"]
-
-
-def signal(reply: Any) -> bytes | None:
-    """:data:`DAMAGED` or :data:`BUILDING` if a script answered that, else None."""
-    if type(reply) is list and len(reply) == 1 and reply[0] in (DAMAGED, BUILDING):
-        found: bytes = reply[0]
-        return found
-    return None
-
-
-@dataclass(frozen=True, slots=True)
-class Keys:
-    """The keys of one board (and, for a rolling view, what it is built from)."""
-
-    z: bytes  # encoded member -> score
-    m: bytes  # member -> prefix
-    ds: bytes  # distinct scores
-    seq: bytes  # tie-break counter (a view's freshness marker)
-    heal: bytes  # the member index while it is rebuilt
-    expire_at: bytes = b"0"  # periodic boards: Unix seconds
-    sources: tuple[bytes, ...] = ()  # a rolling view: the boards it sums up
-
-    @classmethod
-    def of(cls, z: bytes, expire_at: bytes = b"0", sources: tuple[bytes, ...] = ()) -> Keys:
-        derived = KeyBuilder.derived
-        seq = derived(z, "built" if sources else "seq")
-        m = derived(z, "m")
-        return cls(z, m, derived(z, "ds"), seq, derived(m, "heal"), expire_at, sources)
-
-    @property
-    def board(self) -> tuple[bytes, bytes, bytes, bytes]:
-        return (self.z, self.m, self.ds, self.seq)
-
-    @property
-    def reads(self) -> tuple[bytes, bytes, bytes]:
-        return (self.z, self.m, self.ds)
-
-    @property
-    def lookups(self) -> tuple[bytes, bytes]:
-        return (self.z, self.m)
-
-
-#: One thing to send: a script with its keys and arguments, or (no script) a command.
-Call: TypeAlias = tuple[Script | None, tuple[bytes, ...], tuple[Any, ...]]
 
 
 class Hints:

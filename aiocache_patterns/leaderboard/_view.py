@@ -1,25 +1,30 @@
 """The rolling view: the last N daily boards of a leaderboard, read as one board.
 
-The view is materialized on the server (script ``leaderboard_view``) into a
+The view is materialized on the server (script ``lua/view.lua``) into a
 board of its own whose keys expire, and rebuilt when older than ``max_age``.
 Each read sends the freshness check and the read itself in one pipeline, in
 that order, as ``EVAL`` (so the order holds even when a script is not loaded
 yet: ``EVALSHA`` would fail with NOSCRIPT and be resent after the read).
+
+A view knows its board only through a :class:`ViewSource` the board gives it
+(where its keys are, its order and rank style, its clock), never by reading
+the board's private state.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Final, Literal
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Final, Literal
 
+from .._redis.executor import Executor
 from ..keys import KeyBuilder
-from ._periods import KEY_WORDS, previous
-from ._reads import FLAG, SCRIPTS, Call, Keys, Ranking
-from ._values import M
+from ._periods import KEY_WORDS, Span, previous
+from ._reads import Ranking
+from ._scripts import FLAG, SCRIPTS, Call, Keys
+from ._values import M, RankStyle
 
-if TYPE_CHECKING:
-    from ._board import Leaderboard
-
-__all__ = ["LeaderboardView", "ViewAggregate"]
+__all__ = ["LeaderboardView", "ViewAggregate", "ViewSource"]
 
 #: How a rolling view combines a member's period scores: ``sum``, or its ``best``.
 ViewAggregate = Literal["sum", "best"]
@@ -28,6 +33,27 @@ ViewAggregate = Literal["sum", "best"]
 #: sent right behind the freshness check always finds them.
 _VIEW_GRACE_MS: Final = 10_000
 _VIEW: Final = SCRIPTS["view"]
+
+
+@dataclass(frozen=True, slots=True)
+class ViewSource:
+    """What a rolling view needs of its board: given by the board, read by the view."""
+
+    #: The board's executor (its client).
+    executor: Executor
+    #: The board's key before its period (``<namespace>:{<name>}``).
+    base: bytes
+    #: Members come back as ``str`` (else ``bytes``).
+    as_str: bool
+    #: Highest score first.
+    descending: bool
+    rank_style: RankStyle
+    #: Deadline of each Redis operation.
+    timeout: float
+    #: The board's current daily period, by the board's clock.
+    today: Callable[[], Span]
+    #: How the board shows itself (for the view's ``repr``).
+    label: str
 
 
 class LeaderboardView(Ranking[M]):
@@ -41,21 +67,23 @@ class LeaderboardView(Ranking[M]):
     """
 
     def __init__(
-        self, board: Leaderboard[M], days: int, aggregate: ViewAggregate, max_age: float
+        self, source: ViewSource, days: int, aggregate: ViewAggregate, max_age: float
     ) -> None:
-        self._board: Leaderboard[M] = board
-        self._ex = board._ex
-        self._as_str = board._as_str
-        self._desc = board._desc
-        self._style = board._style
-        self._timeout = board._timeout
+        self._source = source
+        self._ex = source.executor
+        self._as_str = source.as_str
+        self._desc = source.descending
+        self._style = source.rank_style
+        self._timeout = source.timeout
         self._days = days
         self._aggregate = aggregate
         self._fresh_ms = round(max_age * 1000)
         self._cached: tuple[str, Keys] | None = None
 
     def __repr__(self) -> str:
-        return f"<LeaderboardView last {self._days} days of {self._board!r} ({self._aggregate})>"
+        return (
+            f"<LeaderboardView last {self._days} days of {self._source.label} ({self._aggregate})>"
+        )
 
     @property
     def days(self) -> int:
@@ -68,8 +96,8 @@ class LeaderboardView(Ranking[M]):
         return self._aggregate
 
     def _keys(self) -> Keys:
-        board = self._board
-        newest = board._span()
+        source = self._source
+        newest = source.today()
         cached = self._cached
         if cached is not None and cached[0] == newest.id:
             return cached[1]
@@ -77,8 +105,8 @@ class LeaderboardView(Ranking[M]):
         for _ in range(self._days - 1):
             spans.append(previous("daily", spans[-1]))
         word = KEY_WORDS["daily"]
-        sources = tuple(KeyBuilder.derived(board._base, f"{word}:{s.id}") for s in spans)
-        z = KeyBuilder.derived(board._base, f"last:{self._days}:{self._aggregate}:{newest.id}")
+        sources = tuple(KeyBuilder.derived(source.base, f"{word}:{s.id}") for s in spans)
+        z = KeyBuilder.derived(source.base, f"last:{self._days}:{self._aggregate}:{newest.id}")
         keys = Keys.of(z, sources=sources)
         self._cached = (newest.id, keys)
         return keys
