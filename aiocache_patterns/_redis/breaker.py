@@ -49,10 +49,6 @@ class CircuitBreaker:
         self._open_until = 0.0
         self._trial_running = False
 
-    @property
-    def is_open(self) -> bool:
-        return self._failures >= self._threshold
-
     def before_call(self) -> bool:
         """Raise ``CircuitOpen`` while open; return True if this call is the trial."""
         if self._failures < self._threshold:
