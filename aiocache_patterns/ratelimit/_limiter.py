@@ -42,7 +42,9 @@ R = TypeVar("R")
 Algorithm = Literal["fixed_window", "sliding_window", "sliding_log", "token_bucket", "gcra"]
 
 _ALGORITHMS: Final[tuple[str, ...]] = get_args(Algorithm)
-_SCRIPTS: Final[dict[str, Script]] = {name: load_script(__package__, name) for name in _ALGORITHMS}
+_SCRIPTS: Final[dict[str, Script]] = {
+    name: load_script(__package__, name, libs=("lib",)) for name in _ALGORITHMS
+}
 _MODES: Final = {"hit": b"hit", "peek": b"peek"}
 _COSTS: Final = tuple(str(n).encode() for n in range(64))
 

@@ -2,9 +2,7 @@
 -- expires after the window (atomic INCRBY; the window is the key's lifetime).
 --
 -- KEYS[i]        counter of rate i
--- ARGV[1]        'hit' (consume if allowed) or 'peek' (consume nothing)
--- ARGV[2]        cost
--- ARGV[3]        n, the number of rates
+-- ARGV[1..3]     'hit' or 'peek', cost, n (see ratelimit/lib)
 -- ARGV[4..]      for each rate: limit, window in microseconds
 --
 -- Returns {allowed (0/1), binding rate index (1-based), remaining,
@@ -25,12 +23,10 @@
 -- Writes: only on an allowed hit (and the delete of such a foreign value), so
 -- under a full Redis (OOM) a refused write applies nothing.
 
-local mode, cost, n = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
-
 local st = {}
 local all = true
 for i = 1, n do
-    local limit, window = tonumber(ARGV[2 + 2 * i]), tonumber(ARGV[3 + 2 * i])
+    local limit, window = rate(i)
     local px = math.max(1, math.ceil(window / 1000) - 1)
     local raw = redis.call('GET', KEYS[i])
     local count, left = 0, (px + 1) * 1000
@@ -56,8 +52,7 @@ for i = 1, n do
     local used = s.count
     if commit then used = used + cost end
     local remaining = math.max(0, s.limit - used)
-    if best_remaining == nil or remaining < best_remaining
-        or (remaining == best_remaining and s.window > st[best].window) then
+    if binds(st, best, best_remaining, i, remaining) then
         best, best_remaining = i, remaining
     end
     if not s.ok then retry = math.max(retry, s.left) end
@@ -72,4 +67,4 @@ end
 local b = st[best]
 local reset = b.left
 if b.count == 0 and not commit then reset = 0 end
-return {all and 1 or 0, best, best_remaining, reset, retry}
+return decision(all, best, best_remaining, reset, retry)

@@ -4,9 +4,7 @@
 -- Smooth like a token bucket of `limit` tokens, in a single string per rate.
 --
 -- KEYS[i]        TAT of rate i (microseconds, server clock)
--- ARGV[1]        'hit' (consume if allowed) or 'peek' (consume nothing)
--- ARGV[2]        cost
--- ARGV[3]        n, the number of rates
+-- ARGV[1..3]     'hit' or 'peek', cost, n (see ratelimit/lib)
 -- ARGV[4..]      for each rate: limit, window in microseconds
 --
 -- Returns {allowed (0/1), binding rate index, remaining, reset_after_us,
@@ -20,14 +18,12 @@
 -- deleted and counts as a full quota, instead of failing every call or
 -- refusing for ever. Writes: only on an allowed hit (and that delete).
 
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local mode, cost, n = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+local now = server_us()
 
 local st = {}
 local all = true
 for i = 1, n do
-    local limit, window = tonumber(ARGV[2 + 2 * i]), tonumber(ARGV[3 + 2 * i])
+    local limit, window = rate(i)
     local interval = window / limit
     local tat = now
     local raw = redis.call('GET', KEYS[i])
@@ -53,8 +49,7 @@ for i = 1, n do
     local tat = s.tat
     if commit then tat = s.new_tat end
     local remaining = math.max(0, math.floor((s.window - (tat - now)) / s.interval + 1e-9))
-    if best_remaining == nil or remaining < best_remaining
-        or (remaining == best_remaining and s.window > st[best].window) then
+    if binds(st, best, best_remaining, i, remaining) then
         best, best_remaining = i, remaining
     end
     if not s.ok then retry = math.max(retry, s.new_tat - s.window - now) end
@@ -65,4 +60,4 @@ for i = 1, n do
     end
 end
 local b = st[best]
-return {all and 1 or 0, best, best_remaining, math.ceil(b.after - now), math.ceil(retry)}
+return decision(all, best, best_remaining, math.ceil(b.after - now), math.ceil(retry))

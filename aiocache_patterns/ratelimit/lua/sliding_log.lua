@@ -13,9 +13,7 @@
 -- after its newest hit anyway), and retry_after bisects the entries by rank.
 --
 -- KEYS[i]        log of rate i (zset: "<total>:<cost>" -> time in microseconds)
--- ARGV[1]        'hit' (consume if allowed) or 'peek' (consume nothing)
--- ARGV[2]        cost
--- ARGV[3]        n, the number of rates
+-- ARGV[1..3]     'hit' or 'peek', cost, n (see ratelimit/lib)
 -- ARGV[4..]      for each rate: limit, window in microseconds
 --
 -- Returns {allowed (0/1), binding rate index, remaining, reset_after_us,
@@ -33,9 +31,7 @@
 
 local TRIM = 256
 
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local mode, cost, n = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+local now = server_us()
 
 -- Members are "<total>:<cost>" with the total in 16 digits: read by position.
 local sub = string.sub
@@ -67,7 +63,7 @@ local st = {}
 local all = true
 for i = 1, n do
     local log = KEYS[i]
-    local limit, window = tonumber(ARGV[2 + 2 * i]), tonumber(ARGV[3 + 2 * i])
+    local limit, window = rate(i)
     local horizon = now - window
     -- the oldest entry: if it is inside the window, nothing has expired (the
     -- common case: one read), else count, trim (bounded) and read it again
@@ -137,8 +133,7 @@ for i = 1, n do
     local used = s.total
     if commit then used = used + cost end
     local remaining = math.max(0, s.limit - used)
-    if best_remaining == nil or remaining < best_remaining
-        or (remaining == best_remaining and s.window > st[best].window) then
+    if binds(st, best, best_remaining, i, remaining) then
         best, best_remaining = i, remaining
     end
     if not s.ok then retry = math.max(retry, retry_after(s)) end
@@ -158,4 +153,4 @@ local reset = 0
 if b.last_time ~= nil and b.last_time + b.window > now then
     reset = b.last_time + b.window - now
 end
-return {all and 1 or 0, best, best_remaining, reset, retry}
+return decision(all, best, best_remaining, reset, retry)

@@ -3,9 +3,7 @@
 -- current_window_count; windows are aligned on the server clock.
 --
 -- KEYS[i]        hash of rate i: i = window index, c = current count, p = previous count
--- ARGV[1]        'hit' (consume if allowed) or 'peek' (consume nothing)
--- ARGV[2]        cost
--- ARGV[3]        n, the number of rates
+-- ARGV[1..3]     'hit' or 'peek', cost, n (see ratelimit/lib)
 -- ARGV[4..]      for each rate: limit, window in microseconds
 --
 -- Returns {allowed (0/1), binding rate index, remaining, reset_after_us,
@@ -20,9 +18,7 @@
 -- empty (instead of failing, or refusing, for ever).
 -- Writes: only on an allowed hit (and that delete).
 
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local mode, cost, n = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+local now = server_us()
 
 -- A number as this script stores it: finite and >= 0.
 local function count(x)
@@ -32,7 +28,7 @@ end
 local st = {}
 local all = true
 for i = 1, n do
-    local limit, window = tonumber(ARGV[2 + 2 * i]), tonumber(ARGV[3 + 2 * i])
+    local limit, window = rate(i)
     local idx = math.floor(now / window)
     local elapsed = now - idx * window
     local h = redis.call('HMGET', KEYS[i], 'i', 'c', 'p')
@@ -74,8 +70,7 @@ for i = 1, n do
     local used = s.estimate
     if commit then used = used + cost end
     local remaining = math.max(0, math.floor(s.limit - used + 1e-9))
-    if best_remaining == nil or remaining < best_remaining
-        or (remaining == best_remaining and s.window > st[best].window) then
+    if binds(st, best, best_remaining, i, remaining) then
         best, best_remaining = i, remaining
     end
     if not s.ok then retry = math.max(retry, retry_after(s)) end
@@ -93,4 +88,4 @@ if cur > 0 then
 elseif b.prev > 0 then
     reset = b.window - b.elapsed
 end
-return {all and 1 or 0, best, best_remaining, math.ceil(reset), math.ceil(retry)}
+return decision(all, best, best_remaining, math.ceil(reset), math.ceil(retry))

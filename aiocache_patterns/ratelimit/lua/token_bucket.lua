@@ -2,9 +2,7 @@
 -- limit / window tokens per microsecond; a hit takes `cost` tokens.
 --
 -- KEYS[i]        hash of rate i: t = tokens, ts = time of last update (microseconds)
--- ARGV[1]        'hit' (consume if allowed) or 'peek' (consume nothing)
--- ARGV[2]        cost
--- ARGV[3]        n, the number of rates
+-- ARGV[1..3]     'hit' or 'peek', cost, n (see ratelimit/lib)
 -- ARGV[4..]      for each rate: limit (bucket size), window in microseconds
 --
 -- Returns {allowed (0/1), binding rate index, remaining, reset_after_us,
@@ -19,9 +17,7 @@
 -- failing, or refusing, for ever); tokens are kept within [0, limit].
 -- Writes: only on an allowed hit (and that delete).
 
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local mode, cost, n = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+local now = server_us()
 
 local function finite(x)
     return x ~= nil and x == x and x ~= math.huge and x ~= -math.huge
@@ -30,8 +26,8 @@ end
 local st = {}
 local all = true
 for i = 1, n do
-    local limit, window = tonumber(ARGV[2 + 2 * i]), tonumber(ARGV[3 + 2 * i])
-    local rate = limit / window
+    local limit, window = rate(i)
+    local per_us = limit / window
     local h = redis.call('HMGET', KEYS[i], 't', 'ts')
     local tokens, ts = tonumber(h[1]), tonumber(h[2])
     if not (finite(tokens) and finite(ts) and ts <= now + window) then
@@ -40,10 +36,10 @@ for i = 1, n do
         end
         tokens, ts = limit, now
     end
-    tokens = math.min(limit, math.max(0, tokens) + math.max(0, now - ts) * rate)
+    tokens = math.min(limit, math.max(0, tokens) + math.max(0, now - ts) * per_us)
     local ok = tokens + 1e-9 >= cost
     all = all and ok
-    st[i] = {limit = limit, window = window, rate = rate, tokens = tokens, ok = ok}
+    st[i] = {limit = limit, window = window, rate = per_us, tokens = tokens, ok = ok}
 end
 
 local commit = all and mode == 'hit'
@@ -53,8 +49,7 @@ for i = 1, n do
     local left = s.tokens
     if commit then left = left - cost end
     local remaining = math.max(0, math.floor(left + 1e-9))
-    if best_remaining == nil or remaining < best_remaining
-        or (remaining == best_remaining and s.window > st[best].window) then
+    if binds(st, best, best_remaining, i, remaining) then
         best, best_remaining = i, remaining
     end
     if not s.ok then retry = math.max(retry, (cost - s.tokens) / s.rate) end
@@ -66,4 +61,4 @@ for i = 1, n do
 end
 local b = st[best]
 local reset = (b.limit - b.after) / b.rate
-return {all and 1 or 0, best, best_remaining, math.ceil(reset), math.ceil(retry)}
+return decision(all, best, best_remaining, math.ceil(reset), math.ceil(retry))
