@@ -1,11 +1,20 @@
 """Production Redis patterns for asyncio, done right.
 
-Cache-aside with stampede prevention, write-through, invalidation, and (as
-they land) rate limiting, leaderboards and distributed locks. Every
-read-modify-write is one Lua script; concurrent callers share round trips.
+Cache-aside with stampede prevention, write-through and invalidation; locks
+and semaphores; rate limiting; leaderboards. Every read-modify-write is one
+Lua script; concurrent callers share round trips.
+
+This module re-exports the public API; the code lives in a folder a pattern
+(``cache/``, ``lock/``, ``ratelimit/``, ``leaderboard/``), with the transport
+in ``_redis/`` and the basics (``errors``, ``keys``, ``serializers``,
+``singleflight``) at the bottom. docs/architecture.md draws the layers.
 """
 
+from ._redis.diagnostics import ClientStats as ClientStats
+from ._redis.diagnostics import client_stats as client_stats
+from ._validate import Seconds as Seconds
 from .cache import Cache as Cache
+from .cache import CachedFunction as CachedFunction
 from .cache import CacheStats as CacheStats
 from .errors import CachePatternsError as CachePatternsError
 from .errors import CircuitOpen as CircuitOpen
@@ -13,12 +22,14 @@ from .errors import LockError as LockError
 from .errors import LockLost as LockLost
 from .errors import LockNotAcquired as LockNotAcquired
 from .errors import LockNotOwned as LockNotOwned
+from .errors import RateLimitDecision as RateLimitDecision
 from .errors import RateLimitExceeded as RateLimitExceeded
 from .errors import RedisCommandError as RedisCommandError
 from .errors import RedisOutOfMemory as RedisOutOfMemory
 from .errors import RedisTimeout as RedisTimeout
 from .errors import RedisUnavailable as RedisUnavailable
 from .errors import SerializationError as SerializationError
+from .keys import KeyT as KeyT
 from .leaderboard import BoardPeriod as BoardPeriod
 from .leaderboard import KeepPolicy as KeepPolicy
 from .leaderboard import Leaderboard as Leaderboard
@@ -49,9 +60,12 @@ __all__ = (
     "Cache",
     "CachePatternsError",
     "CacheStats",
+    "CachedFunction",
     "CircuitOpen",
+    "ClientStats",
     "JsonSerializer",
     "KeepPolicy",
+    "KeyT",
     "Leaderboard",
     "LeaderboardEntry",
     "LeaderboardView",
@@ -65,6 +79,7 @@ __all__ = (
     "PickleSerializer",
     "RankStyle",
     "Rate",
+    "RateLimitDecision",
     "RateLimitExceeded",
     "RateLimitResult",
     "RateLimiter",
@@ -73,10 +88,12 @@ __all__ = (
     "RedisOutOfMemory",
     "RedisTimeout",
     "RedisUnavailable",
+    "Seconds",
     "Semaphore",
     "SerializationError",
     "Serializer",
     "SingleFlight",
     "SingleFlightStats",
     "ViewAggregate",
+    "client_stats",
 )

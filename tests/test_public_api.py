@@ -31,9 +31,36 @@ def test_design_names_are_exported() -> None:
 def test_exception_tree() -> None:
     for name in errors.__all__:
         cls = getattr(errors, name)
+        if name == "RateLimitDecision":  # the protocol of RateLimitExceeded.result
+            continue
         assert issubclass(cls, errors.CachePatternsError)
     assert issubclass(errors.LockNotAcquired, TimeoutError)
     assert issubclass(errors.RedisTimeout, TimeoutError)
     assert issubclass(errors.RedisUnavailable, ConnectionError)
     assert issubclass(errors.CircuitOpen, errors.RedisUnavailable)
     assert issubclass(errors.SerializationError, TypeError)
+
+
+def test_names_in_public_signatures_are_exported() -> None:
+    """A user can name every type a public signature uses (Lease exactly once)."""
+    for name in ("KeyT", "Seconds", "CachedFunction", "RateLimitDecision", "ClientStats"):
+        assert name in aiocache_patterns.__all__
+    assert aiocache_patterns.__all__.count("Lease") == 1
+    from aiocache_patterns import lock
+
+    assert lock.Lease is aiocache_patterns.Lease
+    assert lock.__all__.count("Lease") == 1
+    assert "Lease" not in lock._lock.__all__
+    assert "Lease" not in lock._semaphore.__all__
+
+
+async def test_client_stats_count_what_the_library_does(redis: object) -> None:
+    from aiocache_patterns import Cache, client_stats
+
+    before = client_stats(redis)
+    assert before.in_flight == 0
+    assert before.batches_in_flight == 0
+    assert before.max_in_flight >= 1
+    await Cache(redis, namespace="stats").get("k")
+    assert client_stats(redis).round_trips == before.round_trips + 1
+    assert client_stats(redis).wake_up_channels == 0

@@ -327,6 +327,11 @@ class Executor:
         """Round trips in flight right now."""
         return self._slots.busy
 
+    @property
+    def max_in_flight(self) -> int:
+        """The most round trips this executor keeps in flight."""
+        return self._max_inflight
+
     # -- batching -------------------------------------------------------------
 
     def _lone_caller(self) -> bool:

@@ -25,9 +25,9 @@ from typing import Any
 from .._redis.scripts import load_script
 from .._validate import Seconds
 from ..keys import KeyT
-from ._leases import Lease, LeaseHolder
+from ._leases import LeaseHolder
 
-__all__ = ["Lease", "Lock"]
+__all__ = ["Lock"]
 
 
 class Lock(LeaseHolder):

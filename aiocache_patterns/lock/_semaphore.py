@@ -16,9 +16,9 @@ from .._redis.eviction import SEMAPHORE
 from .._redis.scripts import load_script
 from .._validate import Seconds, positive_int
 from ..keys import KeyT
-from ._leases import Lease, LeaseHolder
+from ._leases import LeaseHolder
 
-__all__ = ["Lease", "Semaphore"]
+__all__ = ["Semaphore"]
 
 
 class Semaphore(LeaseHolder):
