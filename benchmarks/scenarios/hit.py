@@ -17,8 +17,7 @@ import random
 from collections.abc import AsyncIterator
 from typing import Any
 
-from aiocache_patterns import Cache
-from aiocache_patterns._redis.executor import executor_for
+from aiocache_patterns import Cache, client_stats
 from benchmarks._report import Goal, ScenarioResult, check_goals
 from benchmarks._target import KEY_PREFIX, Target
 from benchmarks.scenarios._base import Bound, Case, RunContext, VariantSpec, measure_cases
@@ -76,7 +75,6 @@ async def _raw(target: Target) -> AsyncIterator[Bound]:
 async def _library(target: Target, how: str) -> AsyncIterator[Bound]:
     client = target.client()
     cache = Cache(client, namespace=KEY_PREFIX, ttl=TTL)
-    executor = executor_for(client)
     try:
         await cache.set_many(dict(zip(KEYS, VALUES, strict=True)))
         if how == GET:
@@ -96,7 +94,7 @@ async def _library(target: Target, how: str) -> AsyncIterator[Bound]:
                 return await _load(i)
 
         def counters() -> dict[str, int]:
-            return {"round_trips": executor.round_trips, "loads": cache.stats.loads}
+            return {"round_trips": client_stats(client).round_trips, "loads": cache.stats.loads}
 
         yield Bound(op, counters)
     finally:

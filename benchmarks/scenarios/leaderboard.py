@@ -33,8 +33,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Any, Final
 
-from aiocache_patterns import Leaderboard
-from aiocache_patterns._redis.executor import executor_for
+from aiocache_patterns import Leaderboard, client_stats
 from benchmarks._report import CaseResult, Goal, ScenarioResult, check_goals
 from benchmarks._target import KEY_PREFIX, Target
 from benchmarks.scenarios._base import Bound, Case, Group, RunContext, VariantSpec, measure_cases
@@ -144,7 +143,6 @@ def _bulk_library(
     @contextlib.asynccontextmanager
     async def open_library(target: Target) -> AsyncIterator[Bound]:
         client = _client(target)
-        executor = executor_for(client)
         rounds = 0
         board: Leaderboard[str] | None = None
 
@@ -159,7 +157,7 @@ def _bulk_library(
             return await board.submit_many(batches[i])
 
         def counters() -> dict[str, int]:
-            return {"round_trips": executor.round_trips}
+            return {"round_trips": client_stats(client).round_trips}
 
         try:
             yield Bound(op, counters)
@@ -203,13 +201,12 @@ def _read_spec(name: str, group: Group, data: Data, read: Reader) -> VariantSpec
     async def open_read(target: Target) -> AsyncIterator[Bound]:
         client = _client(target)
         board = Leaderboard(client, BOARD, namespace=KEY_PREFIX)
-        executor = executor_for(client)
 
         async def op(i: int) -> Any:
             return await read(client, board, data.members[i])
 
         def counters() -> dict[str, int]:
-            return {"round_trips": executor.round_trips}
+            return {"round_trips": client_stats(client).round_trips}
 
         try:
             yield Bound(op, counters if group == "library" else None)

@@ -35,8 +35,7 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import get_args
 
-from aiocache_patterns import Algorithm, RateLimiter
-from aiocache_patterns._redis.executor import executor_for
+from aiocache_patterns import Algorithm, RateLimiter, client_stats
 from benchmarks._measure import Outcome
 from benchmarks._optional import optional_module
 from benchmarks._report import Goal, ScenarioResult, check_goals
@@ -197,13 +196,12 @@ async def _library(
 
         return hit
 
-    executor = executor_for(client)
     try:
         hot = decide(LIMIT, WINDOW)
         async with _bound(decide(OPEN_LIMIT, OPEN_WINDOW), hot, hot, run, burst) as b:
 
             def counters() -> dict[str, int]:
-                return {"round_trips": executor.round_trips}
+                return {"round_trips": client_stats(client).round_trips}
 
             yield Bound(b.op, counters)
     finally:
