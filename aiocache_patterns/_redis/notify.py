@@ -1,7 +1,7 @@
 """Wake-ups over Redis pub/sub: one subscription per process, shared by waiters.
 
 Waiters (for a lock, a semaphore, a recompute) register a token on a channel
-and wait in an :class:`Inbox`. Scripts that free something PUBLISH
+and wait in an ``Inbox``. Scripts that free something PUBLISH
 ``<token>[:<payload>]`` naming the waiter whose turn it is (an empty token
 means "anyone"); the payload reaches that waiter. One ``PubSub``
 connection and one reader task per client carry every channel this process
@@ -23,7 +23,7 @@ Without channel permissions (Redis 7 ACL users get none by default), SUBSCRIBE
 and the scripts' PUBLISH are refused: the notifier logs one warning naming the
 permission to grant (``&<namespace>:*`` or ``allchannels``), and waiters on
 those channels poll (every ``poll_interval``) instead of subscribing, trying
-again every :data:`DENIED_RETRY` seconds.
+again every ``DENIED_RETRY`` seconds.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ import logging
 import time
 import weakref
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
 from typing import Any, Final
 
 from redis.exceptions import NoPermissionError
@@ -59,6 +59,7 @@ _ANYONE = b""
 
 #: Unsubscribing and closing a pub/sub connection never take longer than this.
 _CLEANUP_TIMEOUT = 1.0
+_RECANCEL = 0.05  # how often a reader that swallowed its cancel is cancelled again
 
 #: After Redis refused a channel (no ACL permission), waiters on channels of the same
 #: pattern poll instead of subscribing for this long (seconds), then try again.
@@ -67,9 +68,9 @@ DENIED_RETRY: Final = 60.0
 
 class Inbox:
     """Where one waiter's wake-ups arrive. A wake-up that comes while nobody
-    waits is kept for the next :meth:`wait`, never lost.
+    waits is kept for the next ``wait()``, never lost.
 
-    ``granted`` is set only by :func:`hand_over_locally`: a lock handed to this
+    ``granted`` is set only by ``hand_over_locally``: a lock handed to this
     waiter, as the release script's own reply told a releaser in this process:
     ``(fencing token, ms of the hand-off lease it was given)``.
     """
@@ -113,7 +114,7 @@ def _expire(future: asyncio.Future[bytes | None]) -> None:
 
 
 class Notifier:
-    """Pub/sub wake-ups for one client. Use :func:`notifier_for`."""
+    """Pub/sub wake-ups for one client. Use ``notifier_for``."""
 
     def __init__(self, client: Any) -> None:
         self._client = client
@@ -225,7 +226,10 @@ class Notifier:
                 self._reader = asyncio.get_running_loop().create_task(self._read())
 
     def _spawn_cleanup(self) -> None:
-        task = asyncio.get_running_loop().create_task(self._unsubscribe_idle())
+        self._spawn(self._unsubscribe_idle())
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(work)
         self._cleanup.add(task)
         task.add_done_callback(self._cleanup.discard)
 
@@ -248,8 +252,7 @@ class Notifier:
             self._pubsub = None
             reader, self._reader = self._reader, None
             if reader is not None:
-                reader.cancel()
-                await asyncio.wait([reader], timeout=_CLEANUP_TIMEOUT)
+                await _stop(reader)
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(pubsub.aclose(), _CLEANUP_TIMEOUT)
 
@@ -259,11 +262,9 @@ class Notifier:
         self._subscribed = set()
         self._unconfirmed.clear()
         if reader is not None:
-            reader.cancel()
+            self._spawn(_stop(reader))
         if pubsub is not None:
-            task = asyncio.get_running_loop().create_task(_close_quietly(pubsub))
-            self._cleanup.add(task)
-            task.add_done_callback(self._cleanup.discard)
+            self._spawn(_close_quietly(pubsub))
 
     async def _read(self) -> None:
         pubsub = self._pubsub
@@ -351,6 +352,19 @@ class Notifier:
         await self._unsubscribe_idle()
 
 
+async def _stop(reader: asyncio.Task[None]) -> None:
+    """Cancel the reader and wait until it is over, cancelling it again every
+    ``_RECANCEL`` seconds: a cancel can be swallowed below it (redis-py and
+    fakeredis read under ``asyncio.wait_for``, which on Python 3.11 drops a
+    cancel that races the read's own completion), and a reader that lives on
+    would listen on a closed connection for ever. Gives up after a cleanup
+    deadline."""
+    deadline = time.monotonic() + _CLEANUP_TIMEOUT
+    while not reader.done() and time.monotonic() < deadline:
+        reader.cancel()
+        await asyncio.wait([reader], timeout=_RECANCEL)
+
+
 async def _close_quietly(pubsub: Any) -> None:
     with contextlib.suppress(Exception):
         await asyncio.wait_for(pubsub.aclose(), _CLEANUP_TIMEOUT)
@@ -424,7 +438,7 @@ class _Releasing:
 
 def releasing(channel: bytes) -> contextlib.AbstractContextManager[None]:
     """Around a release script and the handling of its reply (which may call
-    :func:`hand_over_locally`). Free when nobody in this process waits on ``channel``."""
+    ``hand_over_locally``). Free when nobody in this process waits on ``channel``."""
     if channel not in _WAITED_ON:
         return _NOT_WAITED_ON
     return _Releasing(channel)
