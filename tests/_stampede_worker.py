@@ -1,4 +1,4 @@
-"""A worker process for test_stampede_processes.py: N concurrent get_or_load on one key.
+"""A worker process for cache/test_stampede_processes.py: N concurrent get_or_load on one key.
 
 Usage: python -m tests._stampede_worker URL CLUSTER(0|1) KEY CALLERS LOADER_SECONDS [LOCK_TTL]
 

@@ -1,4 +1,4 @@
-"""Faults for the locks, semaphores and rate limiters (the cache has test_cache_faults.py).
+"""Faults for the locks, semaphores and rate limiters (the cache has cache/test_faults.py).
 
 Redis down, killed and restarted, stalled; cancellation storms across every
 pattern at once, counting tasks, subscriptions and connections before and after.

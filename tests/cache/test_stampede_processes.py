@@ -18,7 +18,7 @@ from tests._backends import Backend
 
 pytestmark = pytest.mark.real_only
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 async def _spawn(backend: Backend, *args: str) -> asyncio.subprocess.Process:
