@@ -35,7 +35,7 @@ def seconds(value: object, argname: str, *, allow_zero: bool = False) -> float:
 
 
 def seconds_or_none(value: object, argname: str, *, allow_zero: bool = False) -> float | None:
-    """Like :func:`seconds`, with ``None`` passed through."""
+    """Like ``seconds``, with ``None`` passed through."""
     return None if value is None else seconds(value, argname, allow_zero=allow_zero)
 
 

@@ -1,8 +1,9 @@
 """The one exception tree of aiocache_patterns.
 
 Every error the library raises on purpose derives from
-:class:`CachePatternsError`, and inherits the built-in whose meaning it shares,
-so ``except TimeoutError`` keeps working for code that does not know us::
+[`CachePatternsError`][aiocache_patterns.errors.CachePatternsError], and
+inherits the built-in whose meaning it shares, so ``except TimeoutError``
+keeps working for code that does not know us::
 
     CachePatternsError
     ├── RedisUnavailable          (also ConnectionError) Redis unreachable or refusing
@@ -95,8 +96,9 @@ class LockLost(LockError):
 
 
 class RateLimitDecision(Protocol):
-    """What :class:`RateLimitExceeded` carries: a rate limiter's decision
-    (a :class:`~aiocache_patterns.RateLimitResult`). Durations are seconds.
+    """What [`RateLimitExceeded`][aiocache_patterns.errors.RateLimitExceeded]
+    carries: a rate limiter's decision (a
+    [`RateLimitResult`][aiocache_patterns.RateLimitResult]). Durations are seconds.
 
     Declared here so that this module, at the bottom of the package, depends
     on no pattern.

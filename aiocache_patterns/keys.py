@@ -22,11 +22,11 @@ with ``#`` is stored with one more ``#`` in front (``#x`` -> ``##x``); a hashed
 key is ``#h:`` and a digest. ``#h:...`` given as a key is stored as ``##h:...``,
 never as the hashed form of some other key.
 
-:func:`quote` escapes an untrusted part of a key you build yourself, the way
+``quote`` escapes an untrusted part of a key you build yourself, the way
 ``@cache.cached`` escapes its template's fields.
 
 Keys built from a function's arguments, ``"post:{post_id}"`` templates
-(:class:`KeyTemplate`, used by ``@cache.cached`` and ``@limiter.limited``).
+(``KeyTemplate``, used by ``@cache.cached`` and ``@limiter.limited``).
 A template is checked
 when the function is decorated (every field must name a parameter); without
 one, the key is the function's qualified name and its arguments, which must
@@ -35,7 +35,7 @@ from process to process.
 
 A field's value can never produce another field split, nor another
 template's key: each formatted value is escaped with
-:func:`quote` (``%``, ``:`` and the first character of
+``quote`` (``%``, ``:`` and the first character of
 the text that follows the field are percent-encoded), and two fields must be
 separated by some text. So ``"{user}:{action}"`` gives ``alice%3Ax:y`` for
 ``("alice:x", "y")`` and ``alice:x%3Ay`` for ``("alice", "x:y")``, and a

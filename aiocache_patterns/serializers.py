@@ -1,23 +1,23 @@
 """How values become bytes in Redis, and back.
 
-:class:`JsonSerializer` is the default: fast (the C-accelerated ``json``
+``JsonSerializer`` is the default: fast (the C-accelerated ``json``
 module), readable from ``redis-cli``, and exact for ``dict`` (``str`` keys),
 ``list``, ``str``, ``int`` (any size), ``float`` (finite; ``repr`` round-trips),
 ``bool`` and ``None``. JSON has no tuple, so a tuple comes back as a list; a
 value JSON cannot represent (a ``set``, ``nan``, an object) raises
-:class:`~aiocache_patterns.errors.SerializationError` when it is stored, never
+``SerializationError`` when it is stored, never
 later when it is read.
 
-:class:`MsgpackSerializer` is smaller and faster for big values (``msgpack``
-extra). :class:`PickleSerializer` round-trips any picklable object, and is
+``MsgpackSerializer`` is smaller and faster for big values (``msgpack``
+extra). ``PickleSerializer`` round-trips any picklable object, and is
 never the default: loading a pickle runs code, so every payload is signed with
 HMAC-SHA256 under a secret key and checked in constant time before it is
 unpickled; an unsigned or forged payload is refused.
 
-A serializer may also be a :class:`BoundSerializer`: then ``Cache`` hands it
+A serializer may also be a ``BoundSerializer``: then ``Cache`` hands it
 the entry's *context* (its Redis key, namespace included, and the envelope's
 header) and it authenticates the payload together with that context.
-:class:`PickleSerializer` is one: a signed entry copied under another key, or
+``PickleSerializer`` is one: a signed entry copied under another key, or
 with its freshness deadline rewritten, is refused like a forged one.
 """
 
@@ -50,13 +50,13 @@ class Serializer(Protocol):
         ...
 
     def loads(self, data: bytes) -> Any:
-        """Decode bytes made by :meth:`dumps`."""
+        """Decode bytes made by ``dumps()``."""
         ...
 
 
 @runtime_checkable
 class BoundSerializer(Protocol):
-    """A :class:`Serializer` whose payloads are bound to their context.
+    """A [`Serializer`][aiocache_patterns.Serializer] whose payloads are bound to their context.
 
     ``context`` is opaque bytes naming where the payload lives (``Cache``
     passes the entry's Redis key and its envelope header); ``loads_bound``
@@ -69,7 +69,7 @@ class BoundSerializer(Protocol):
         ...
 
     def loads(self, data: bytes) -> Any:
-        """Decode bytes made by :meth:`dumps`."""
+        """Decode bytes made by ``dumps()``."""
         ...
 
     def dumps_bound(self, value: Any, context: bytes) -> bytes:
@@ -77,7 +77,7 @@ class BoundSerializer(Protocol):
         ...
 
     def loads_bound(self, data: bytes, context: bytes) -> Any:
-        """Decode bytes made by :meth:`dumps_bound` for this very ``context``."""
+        """Decode bytes made by ``dumps_bound()`` for this very ``context``."""
         ...
 
 
@@ -150,11 +150,11 @@ class PickleSerializer:
     ``secret`` must be at least 32 bytes (``secrets.token_bytes(32)``), shared by
     every process that reads or writes the cache, and kept out of the data.
     Payloads are ``signature || pickle``; the signature is checked with
-    :func:`hmac.compare_digest` before ``pickle.loads`` ever sees the bytes.
+    ``hmac.compare_digest()`` before ``pickle.loads`` ever sees the bytes.
 
     In a ``Cache`` the signature also covers the entry's context (its Redis
     key, namespace included, and the envelope header with its creation time
-    and freshness deadline): :meth:`dumps_bound` / :meth:`loads_bound`.
+    and freshness deadline): ``dumps_bound()`` / ``loads_bound()``.
     """
 
     __slots__ = ("_protocol", "_secret")

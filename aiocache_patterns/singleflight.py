@@ -1,6 +1,6 @@
 """In-process request coalescing: one call in flight per key.
 
-The first caller of :meth:`SingleFlight.do` for a key starts the work in a task
+The first caller of ``SingleFlight.do()`` for a key starts the work in a task
 of its own; callers that arrive while it runs wait for the same result. When it
 ends, the key is forgotten: results and errors are never remembered, so the
 next call runs afresh.
@@ -28,7 +28,7 @@ T = TypeVar("T")
 
 @dataclass(frozen=True, slots=True)
 class SingleFlightStats:
-    """A snapshot of a :class:`SingleFlight`'s counters."""
+    """A snapshot of a [`SingleFlight`][aiocache_patterns.SingleFlight]'s counters."""
 
     #: Keys with work in flight right now.
     in_flight: int
@@ -96,7 +96,7 @@ class SingleFlight:
     async def do_shared(
         self, key: Hashable, fn: Callable[..., Awaitable[T]], *args: Any
     ) -> tuple[T, bool]:
-        """Like :meth:`do`, and also tell whether this caller joined someone else's call."""
+        """Like ``do()``, and also tell whether this caller joined someone else's call."""
         flight: _Flight[T] | None = self._flights.get(key)
         shared = flight is not None
         if flight is None:

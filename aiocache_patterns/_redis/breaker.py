@@ -1,7 +1,7 @@
 """A small circuit breaker in front of one Redis client.
 
 After ``threshold`` consecutive connection-level failures the circuit opens:
-calls fail at once with :class:`~aiocache_patterns.errors.CircuitOpen` instead
+calls fail at once with ``CircuitOpen`` instead
 of spending their timeout on a dead server. After ``cooldown`` one trial call
 is let through (half-open); success closes the circuit, failure re-opens it
 with the cooldown doubled, up to ``max_cooldown``. Nothing needs resetting by

@@ -19,7 +19,8 @@ __all__ = ["ClientStats", "client_stats"]
 
 @dataclass(frozen=True, slots=True)
 class ClientStats:
-    """A snapshot of what the library does on one client (see :func:`client_stats`)."""
+    """A snapshot of what the library does on one client
+    (see [`client_stats`][aiocache_patterns.client_stats])."""
 
     #: Round trips sent so far (a batch of merged GETs and pipelined scripts is one).
     round_trips: int

@@ -40,7 +40,7 @@ their safety holds (see ``_wire.py``); the connection counts against
 The lane needs to see a connection the server closed while it sat idle before
 writing to it (the pool's checkout probe would have): it reads the
 connection's stream internals, checked at start-up (``_compat.py``); without
-them there is no lane. Pools smaller than :data:`MIN_POOL` get none either,
+them there is no lane. Pools smaller than ``MIN_POOL`` get none either,
 and ``single_connection_client`` clients, connection classes not from
 redis-py and fakeredis (no sockets) are left to redis-py (and its retries).
 """

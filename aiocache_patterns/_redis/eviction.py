@@ -2,7 +2,7 @@
 
 With ``maxmemory`` set, a full Redis makes room by its ``maxmemory-policy``:
 ``noeviction`` refuses writes that add data (an OOM error: the library's
-:class:`~aiocache_patterns.errors.RedisOutOfMemory`); ``allkeys-*`` evicts
+``RedisOutOfMemory``); ``allkeys-*`` evicts
 any key; ``volatile-*`` evicts only keys that have a TTL. Which of these a
 pattern tolerates depends on what its keys are (see docs/eviction.md):
 
@@ -14,8 +14,8 @@ pattern tolerates depends on what its keys are (see docs/eviction.md):
 * leaderboards without a period: their keys have no TTL, so ``noeviction``
   and ``volatile-*`` keep them.
 
-A pattern calls :func:`warn_if_evictable` at its first use with its executor
-and an :class:`EvictionRisk`. Once per client and kind of pattern, off the
+A pattern calls ``warn_if_evictable`` at its first use with its executor
+and an ``EvictionRisk``. Once per client and kind of pattern, off the
 hot path (a background task), it reads ``CONFIG GET maxmemory*`` and logs one
 warning if the server can evict keys the pattern cannot lose. It never fails
 the call and says nothing when it cannot tell: ``CONFIG`` refused (managed

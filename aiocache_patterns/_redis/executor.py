@@ -183,7 +183,7 @@ def _copy_error(exc: BaseException) -> BaseException:
 
 
 class Executor:
-    """Batches, bounds and guards the Redis commands of one client. Use :func:`executor_for`."""
+    """Batches, bounds and guards the Redis commands of one client. Use ``executor_for``."""
 
     def __init__(
         self,
@@ -265,7 +265,7 @@ class Executor:
 
         Errors come back as exception objects in the list, not raised, so one
         failing command does not hide the others' results. ``resend_safe``: as
-        for :meth:`command`, for all of them.
+        for ``command()``, for all of them.
         """
         self._lone_caller()
         ops = [

@@ -4,14 +4,14 @@ Both exist because the stock tools cost more than a Redis hit can afford on
 the hot path: ``asyncio.timeout`` schedules and cancels a timer per call
 (about 4 µs here) and ``asyncio.Semaphore`` adds a coroutine per acquire.
 
-* :class:`Slots` is a counter with a FIFO of waiters; taking a free slot is one
+* ``Slots`` is a counter with a FIFO of waiters; taking a free slot is one
   comparison.
-* :class:`Deadlines` keeps the calls in flight in a dict (task -> deadline) and
+* ``Deadlines`` keeps the calls in flight in a dict (task -> deadline) and
   checks them from one periodic callback, armed only while calls are in
   flight; an overdue call's task is cancelled and the cancellation is turned
   into a timeout by the call.
   A deadline fires between ``timeout`` and ``timeout + tick`` after the start,
-  and again every :data:`RECANCEL` until the call is over: on Python 3.11
+  and again every ``RECANCEL`` until the call is over: on Python 3.11
   ``asyncio.wait_for`` can swallow a cancellation (CPython gh-86296), and
   redis-py wraps every write (the connection handshake's included) in one, so
   a single cancel could leave a call running through redis-py's own socket
@@ -79,8 +79,8 @@ class Slots:
 class Deadlines:
     """One periodic check for every call in flight on a loop.
 
-    A call registers its task with :meth:`start` and unregisters it with
-    :meth:`stop` (one dict insert and delete: no allocation per call). A task
+    A call registers its task with ``start()`` and unregisters it with
+    ``stop()`` (one dict insert and delete: no allocation per call). A task
     runs at most one round trip at a time, so the task is the call's handle.
     """
 

@@ -13,19 +13,19 @@ happened:
 * a reply (bulk strings as bytes);
 * an error reply, as redis-py's ``ResponseError`` (subclasses: ``MOVED``,
   ``NOSCRIPT``, ...);
-* :class:`Lost`: no reply, because the connection failed; ``sent`` says
+* ``Lost``: no reply, because the connection failed; ``sent`` says
   whether the command may have reached Redis. It did not if the connection
   could not be made, was found closed before anything was written (the event
   loop has already seen the end of stream of a connection the server closed
   while it was idle), or the write itself failed and was small: a write of
-  less than :data:`WHOLE_WRITE` is handed to the socket in one ``send()``,
+  less than ``WHOLE_WRITE`` is handed to the socket in one ``send()``,
   which sends it or fails before sending anything (the stream buffers only
   what the socket did not take, and a failure of that comes later, while
   reading). Once the write has gone out, the command may have run.
 
-:func:`resend_lost` then sends again what may be sent again (see
+``resend_lost`` then sends again what may be sent again (see
 ``_resend.py``), as many times and with the backoff the client's ``Retry``
-says, and settles the rest with :class:`~aiocache_patterns._resend.ReplyLost`.
+says, and settles the rest with ``ReplyLost``.
 
 A reply is never left unread: redis-py's ``read_response`` disconnects the
 connection on any error or cancellation while a reply is outstanding (the
@@ -142,7 +142,7 @@ class Wire:
         return replies
 
     async def exchange_one(self, conn: Any, args: tuple[Any, ...]) -> Any:
-        """:meth:`exchange` for one command (the lone calls' path, kept short): its
+        """``exchange()`` for one command (the lone calls' path, kept short): its
         outcome."""
         chunks = self._pack(conn, args)
         if not self._ready(conn):
@@ -308,14 +308,14 @@ async def resend_lost(
     attempt: Attempt,
     on_failure: Callable[[BaseException], Awaitable[None]] | None = None,
 ) -> list[Any]:
-    """Settle the :class:`Lost` outcomes of a first attempt.
+    """Settle the ``Lost`` outcomes of a first attempt.
 
     A command that never left, or that may be resent (``safe``), is sent again
-    with ``attempt`` (which returns outcomes like :meth:`Wire.exchange`), as
+    with ``attempt`` (which returns outcomes like ``Wire.exchange()``), as
     often and with the backoff ``retry`` (the client's redis-py ``Retry``, the
     first attempt counted) allows; ``on_failure`` runs after each failed
     attempt. One that may have reached Redis and is not safe becomes a
-    :class:`~aiocache_patterns._resend.ReplyLost`; one still unanswered when the
+    ``ReplyLost``; one still unanswered when the
     retries run out (or the error is not one ``retry`` retries), the last error.
     Everything else stays in place.
     """

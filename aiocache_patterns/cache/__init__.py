@@ -1,6 +1,6 @@
 """Cache-aside, write-through and invalidation, with stampede control.
 
-:class:`Cache` (``_cache``) is the door; behind it, the decorator
+``Cache`` (``_cache``) is the door; behind it, the decorator
 (``_decorator``), the engine of ``get_or_load`` (``_loading``), the stored
 entry (``_entry``: envelope, codec, reading and writing), the cross-process
 recompute lock and XFetch (``_recompute``), and the counters (``_stats``).

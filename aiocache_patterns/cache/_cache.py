@@ -1,6 +1,6 @@
 """Cache-aside, write-through and invalidation, correct under concurrency.
 
-:class:`Cache` stores every value in an envelope (value, creation time, load
+``Cache`` stores every value in an envelope (value, creation time, load
 time, freshness deadline) read with a single GET, and talks to Redis only
 through the shared executor, so concurrent reads share round trips. See
 docs/cache-aside.md for the guarantees and failure modes.
@@ -237,7 +237,7 @@ class Cache:
         """Remove keys; return how many existed.
 
         Invalidation never fails silently: Redis errors raise
-        :class:`~aiocache_patterns.errors.RedisUnavailable` even with ``fail_open``.
+        [`RedisUnavailable`][aiocache_patterns.errors.RedisUnavailable] even with ``fail_open``.
         """
         rkeys = [self._keys.key(k, "keys") for k in keys]
         for rkey in rkeys:
@@ -315,7 +315,7 @@ class Cache:
     ) -> Callable[[Callable[P, Awaitable[R]]], CachedFunction[P, R]]:
         """Cache an async function's results, keyed by its arguments.
 
-        ``key`` is a :meth:`str.format` template over the function's parameters
+        ``key`` is a ``str.format()`` template over the function's parameters
         (``"post:{post_id}"``, ``"user:{user.id}"``); without one, the key is the
         function's qualified name and its arguments, which must then be of
         simple types (str, bytes, int, float, bool, None). Field values are
@@ -345,7 +345,7 @@ class Cache:
         return self._counters.snapshot()
 
     async def __aenter__(self) -> Cache:
-        """Use the cache for the block; leaving it closes the cache (see :meth:`aclose`)."""
+        """Use the cache for the block; leaving it closes the cache (see ``aclose()``)."""
         return self
 
     async def __aexit__(

@@ -17,7 +17,7 @@ T = TypeVar("T")
 
 
 class CacheBackend(Protocol):
-    """What the decorator needs of a cache (a :class:`~aiocache_patterns.Cache`)."""
+    """What the decorator needs of a cache (a ``Cache``)."""
 
     async def get_or_load(
         self, key: KeyT, loader: Callable[[], Awaitable[T]], ttl: float | None = None
@@ -27,7 +27,8 @@ class CacheBackend(Protocol):
 
 
 class CachedFunction(Generic[P, R]):
-    """An async function whose results are cached; made by :meth:`Cache.cached`."""
+    """An async function whose results are cached; made by
+    [`Cache.cached()`][aiocache_patterns.Cache.cached]."""
 
     __name__: str
     __qualname__: str

@@ -17,9 +17,9 @@ Times are Unix seconds from the writer's clock. Readers on other machines
 compare them with their own clock, so clock skew shifts early recomputation and
 staleness by the skew; Redis's own TTL still bounds the entry's life.
 
-* :class:`Codec` turns values into envelopes for one cache and back, with the
+* ``Codec`` turns values into envelopes for one cache and back, with the
   size limit (checked before decoding too) and the clock;
-* :class:`EntryIO` reads and writes entries in Redis with the counting,
+* ``EntryIO`` reads and writes entries in Redis with the counting,
   logging and fail-open every path of the cache shares.
 """
 
@@ -79,7 +79,7 @@ def unpack_header(data: bytes) -> tuple[float, float, float]:
 #: What a stored entry that cannot be read raises.
 UndecodableEntry: Final = (EnvelopeError, SerializationError)
 
-#: What :meth:`Codec.value_if_fresh` returns for an entry that is not fresh.
+#: What ``Codec.value_if_fresh()`` returns for an entry that is not fresh.
 MISS: Any = object()
 
 _FRESH_UNTIL = struct.Struct(">d")
@@ -104,7 +104,7 @@ class Codec:
 
     A stored payload larger than ``max_value_bytes`` is refused before it is
     decoded (a foreign or forged value can cost no more than the limit). With a
-    :class:`~aiocache_patterns.serializers.BoundSerializer`, payloads are bound
+    ``BoundSerializer``, payloads are bound
     to their Redis key and envelope header.
     """
 

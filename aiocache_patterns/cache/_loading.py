@@ -1,7 +1,7 @@
 """The engine behind ``Cache.get_or_load``: one load per key, however many callers.
 
-* in this process, :class:`~aiocache_patterns.SingleFlight` coalesces callers;
-* across processes, the recompute lock (:mod:`aiocache_patterns.stampede`)
+* in this process, ``SingleFlight`` coalesces callers;
+* across processes, the recompute lock (``aiocache_patterns.stampede``)
   makes one process load while the others wait to be woken;
 * near expiry, XFetch or ``refresh_after`` refresh early (the caller waits, or
   a background task does it);

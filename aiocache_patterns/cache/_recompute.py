@@ -1,7 +1,7 @@
 """Cache-stampede prevention across processes: recompute lock and XFetch.
 
 When a hot entry is missing or expiring, many processes would each call the
-loader. :class:`RecomputeLock` lets exactly one load it: the others wait for
+loader. ``RecomputeLock`` lets exactly one load it: the others wait for
 the entry to be written, woken by pub/sub (never polling), with a wait limit
 after which they load themselves (nginx's ``proxy_cache_lock_timeout``). The
 lock is only touched on a miss, a refresh or an early recompute, never on an
@@ -9,7 +9,7 @@ ordinary hit. Its lease is renewed while the loader runs, so a slow loader
 never lets a second one in; a leader that dies is replaced when its lease
 runs out.
 
-:func:`xfetch_due` is the probabilistic early expiration of Vattani et al.
+``xfetch_due`` is the probabilistic early expiration of Vattani et al.
 (VLDB 2015): a reader recomputes before expiry with a probability that rises
 as expiry nears and with how long the value took to compute, so a hot key is
 refreshed by one reader, before it expires, instead of by all of them after.

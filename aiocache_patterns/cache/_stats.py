@@ -9,7 +9,7 @@ __all__ = ["CacheStats"]
 
 @dataclass(frozen=True, slots=True)
 class CacheStats:
-    """A snapshot of a :class:`~aiocache_patterns.Cache`'s counters (since construction)."""
+    """A snapshot of a [`Cache`][aiocache_patterns.Cache]'s counters (since construction)."""
 
     #: Reads answered from Redis with a fresh value.
     hits: int = 0
@@ -35,7 +35,7 @@ class CacheStats:
 
 @dataclass(slots=True)
 class Counters:
-    """The live counters behind :class:`CacheStats` (same fields, mutable)."""
+    """The live counters behind ``CacheStats`` (same fields, mutable)."""
 
     hits: int = 0
     misses: int = 0

@@ -1,6 +1,6 @@
 """Whom to count: key functions that name the client of an HTTP request.
 
-Re-exported by :mod:`aiocache_patterns.integrations.asgi`; see
+Re-exported by ``aiocache_patterns.integrations.asgi``; see
 docs/rate-limiting.md and docs/security.md. Three rules:
 
 * **Only what a trusted peer added is trusted.** A forwarding header
@@ -11,7 +11,7 @@ docs/rate-limiting.md and docs/security.md. Three rules:
   controls at least a /64, so keying on the full address gives each client
   2**64 fresh quotas.
 * **Bounded work.** A forwarding header is read from the right, one entry at
-  a time, only as far as needed and never more than :data:`MAX_CHAIN`
+  a time, only as far as needed and never more than ``MAX_CHAIN``
   entries: a 64 KB header costs what a short one does.
 """
 
@@ -39,7 +39,7 @@ __all__ = [
 #: one quota rather than escape the limit.
 UNKNOWN_CLIENT: Final = "unknown"
 
-#: Whose forwarding headers :func:`forwarded_ip` reads when you name no proxies:
+#: Whose forwarding headers ``forwarded_ip`` reads when you name no proxies:
 #: loopback and private networks (a reverse proxy on the same host or network).
 #: A peer without an address (a Unix socket) counts as one of them.
 DEFAULT_TRUSTED_PROXIES: Final = (
@@ -54,7 +54,7 @@ DEFAULT_TRUSTED_PROXIES: Final = (
 #: Forwarding entries read at most, from the right (and the largest ``trusted_hops``).
 MAX_CHAIN: Final = 32
 
-#: The forwarding headers :func:`forwarded_ip` can read.
+#: The forwarding headers ``forwarded_ip`` can read.
 ForwardingHeader = Literal["x-forwarded-for", "forwarded", "x-real-ip"]
 
 _HEADERS: Final[tuple[ForwardingHeader, ...]] = ("x-forwarded-for", "forwarded", "x-real-ip")
@@ -75,20 +75,24 @@ def client_ip(scope: Mapping[str, Any]) -> str:
 
     Reads ``scope["client"]`` only, never a header, so a client cannot pick its
     own key by sending ``X-Forwarded-For``. Behind a reverse proxy every request
-    comes from the proxy: use :func:`forwarded_ip` there. Accepts an ASGI scope
-    or a Starlette ``Request`` (a mapping over its scope).
+    comes from the proxy: use
+    [`forwarded_ip`][aiocache_patterns.integrations.asgi.forwarded_ip] there.
+    Accepts an ASGI scope or a Starlette ``Request`` (a mapping over its scope).
 
     An IPv4 address is keyed as itself (``::ffff:10.0.0.1`` is ``10.0.0.1``); an
     IPv6 address by its /64 network (``2001:db8:1:2::/64``), since one client
-    owns at least that much. Other prefix lengths: :func:`peer_ip`. Without a
-    peer address, the key is :data:`UNKNOWN_CLIENT`.
+    owns at least that much. Other prefix lengths:
+    [`peer_ip`][aiocache_patterns.integrations.asgi.peer_ip]. Without a peer
+    address, the key is
+    [`UNKNOWN_CLIENT`][aiocache_patterns.integrations.asgi.UNKNOWN_CLIENT].
     """
     return _peer_key(scope, 32, 64)
 
 
 def peer_ip(*, ipv4_prefix: int = 32, ipv6_prefix: int = 64) -> KeyFunction:
-    """A key function like :func:`client_ip`, grouping addresses by other prefixes
-    (``peer_ip(ipv6_prefix=56)``: one quota per /56)."""
+    """A key function like [`client_ip`][aiocache_patterns.integrations.asgi.client_ip],
+    grouping addresses by other prefixes (``peer_ip(ipv6_prefix=56)``: one
+    quota per /56)."""
     v4, v6 = _prefixes(ipv4_prefix, ipv6_prefix)
 
     def peer(scope: Mapping[str, Any]) -> str:
@@ -126,7 +130,8 @@ def forwarded_ip(
     """A key function for an app behind reverse proxies: the client as your proxies saw it.
 
     A forwarding header is read only if the connection's peer is one of your
-    proxies (in ``trusted_proxies``; by default :data:`DEFAULT_TRUSTED_PROXIES`,
+    proxies (in ``trusted_proxies``; by default
+    [`DEFAULT_TRUSTED_PROXIES`][aiocache_patterns.integrations.asgi.DEFAULT_TRUSTED_PROXIES],
     loopback and private networks, and a Unix socket); any other peer connected
     directly and is the client, whatever it sends. Of the header, only what your
     proxies appended is trusted. Every proxy *appends* the address it received the
@@ -147,8 +152,10 @@ def forwarded_ip(
     ``header``: ``"x-forwarded-for"`` (the default), ``"forwarded"`` (RFC 7239,
     its ``for=`` parameters) or ``"x-real-ip"`` (one address, set by your proxy;
     only the peer is checked). Read the one your proxy writes, and make it
-    overwrite or append to what the client sent. At most :data:`MAX_CHAIN` entries
-    are read, from the right. The address found is grouped like :func:`peer_ip`'s.
+    overwrite or append to what the client sent. At most
+    [`MAX_CHAIN`][aiocache_patterns.integrations.asgi.MAX_CHAIN] entries are
+    read, from the right. The address found is grouped like
+    [`peer_ip`][aiocache_patterns.integrations.asgi.peer_ip]'s.
     """
     if header not in _HEADERS:
         raise ValueError(f"header must be one of {', '.join(_HEADERS)}; got {header!r}")

@@ -1,25 +1,30 @@
 """Rate limiting for ASGI apps: a middleware for any ASGI app, a FastAPI dependency.
 
-:class:`RateLimitMiddleware` wraps any ASGI application (Starlette, FastAPI,
-Quart, a bare callable) and works on the raw ``scope``/``receive``/``send``,
-so it imports no framework. Each HTTP request is one hit of a
-:class:`~aiocache_patterns.RateLimiter`: allowed requests get the IETF draft's
-``RateLimit`` and ``RateLimit-Policy`` headers added to the app's response;
+[`RateLimitMiddleware`][aiocache_patterns.integrations.asgi.RateLimitMiddleware]
+wraps any ASGI application (Starlette, FastAPI, Quart, a bare callable) and
+works on the raw ``scope``/``receive``/``send``, so it imports no framework.
+Each HTTP request is one hit of a [`RateLimiter`][aiocache_patterns.RateLimiter]:
+allowed requests get the IETF draft's ``RateLimit`` and ``RateLimit-Policy``
+headers added to the app's response;
 denied ones are answered ``429`` with ``Retry-After``, the same two headers
 and an RFC 9457 problem document (``application/problem+json``), without
 calling the app.
 
-:class:`RateLimitDependency` is the same decision as a FastAPI dependency, for
-one route or one router (it needs Starlette, which FastAPI brings).
+[`RateLimitDependency`][aiocache_patterns.integrations.asgi.RateLimitDependency]
+is the same decision as a FastAPI dependency, for one route or one router (it
+needs Starlette, which FastAPI brings).
 
 Whom to count is a *key function*: it gets the ASGI scope (the dependency's
 gets the ``Request``, which is a mapping over the same scope) and returns a
 ``str``/``bytes`` key, or ``None`` to leave the request unlimited. It may be
-``async``. The default, :func:`client_ip`, is the connection's peer address
-(IPv6 grouped by /64; :func:`peer_ip` for other prefixes); forwarding headers
-(``X-Forwarded-For``, ``Forwarded``, ``X-Real-IP``) are read only by
-:func:`forwarded_ip`, only from a peer that is one of your proxies, and only
-as far as your proxies wrote them. See docs/rate-limiting.md and
+``async``. The default,
+[`client_ip`][aiocache_patterns.integrations.asgi.client_ip], is the
+connection's peer address (IPv6 grouped by /64;
+[`peer_ip`][aiocache_patterns.integrations.asgi.peer_ip] for other prefixes);
+forwarding headers (``X-Forwarded-For``, ``Forwarded``, ``X-Real-IP``) are
+read only by [`forwarded_ip`][aiocache_patterns.integrations.asgi.forwarded_ip],
+only from a peer that is one of your proxies, and only as far as your proxies
+wrote them. See docs/rate-limiting.md and
 docs/security.md.
 
 When Redis cannot be asked, the limiter's ``fail_open`` decides and the result
@@ -86,7 +91,7 @@ Send: TypeAlias = Callable[[Message], Awaitable[None]]
 ASGIApp: TypeAlias = Callable[[Scope, Receive, Send], Awaitable[None]]
 #: What a key function returns: the key to count the request under, or None (not limited).
 Key: TypeAlias = "str | bytes | None"
-#: A key function of the middleware: the ASGI scope in, a :data:`Key` out (maybe awaited).
+#: A key function of the middleware: the ASGI scope in, a ``Key`` out (maybe awaited).
 KeyFunc: TypeAlias = Callable[[Scope], "Key | Awaitable[Key]"]
 
 _PROBLEM_JSON: Final = (b"content-type", b"application/problem+json")
@@ -152,9 +157,10 @@ class RateLimitMiddleware:
 
     Args:
         app: the ASGI application to protect.
-        limiter: the :class:`~aiocache_patterns.RateLimiter` deciding each request.
-        key: the key function (default :func:`client_ip`); ``None`` from it
-            leaves the request unlimited.
+        limiter: the [`RateLimiter`][aiocache_patterns.RateLimiter] deciding each request.
+        key: the key function (default
+            [`client_ip`][aiocache_patterns.integrations.asgi.client_ip]);
+            ``None`` from it leaves the request unlimited.
         cost: units each request spends.
         policy: the policy name in the ``RateLimit`` headers.
         exempt: paths never limited (exact ``scope["path"]`` matches), or a
@@ -277,13 +283,15 @@ class RateLimitDependency:
 
     Allowed: the ``RateLimit`` headers are set on the response (unless the
     endpoint returns a ``Response`` object itself, which FastAPI then sends as
-    it is), and the :class:`~aiocache_patterns.RateLimitResult` is the
+    it is), and the [`RateLimitResult`][aiocache_patterns.RateLimitResult] is the
     dependency's value (``None`` if the key function returned ``None``).
     Denied: raises ``starlette.exceptions.HTTPException(429)`` carrying
     ``Retry-After`` and the ``RateLimit`` headers, which FastAPI answers as is.
 
     ``key`` gets the ``Request`` (a mapping over the ASGI scope, so
-    :func:`client_ip` and :func:`forwarded_ip` work unchanged) and may be async.
+    [`client_ip`][aiocache_patterns.integrations.asgi.client_ip] and
+    [`forwarded_ip`][aiocache_patterns.integrations.asgi.forwarded_ip] work
+    unchanged) and may be async.
     """
 
     def __init__(

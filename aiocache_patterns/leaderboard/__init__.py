@@ -1,6 +1,6 @@
 """Leaderboards on sorted sets: fair ties, rank styles, around-me, pages, periods.
 
-:class:`Leaderboard` (``_board``: the writes) builds on the reads
+``Leaderboard`` (``_board``: the writes) builds on the reads
 (``_reads``); the scripts and the key layout are in ``_scripts`` and
 ``lua/``, member and score values in ``_values``, periods in ``_periods``,
 and the rolling view of several periodic boards in ``_view``. See

@@ -11,7 +11,7 @@
 * Every write is one Lua script; a bulk submit sends many of them per round
   trip; reads are one command or one script.
 * Periodic boards (daily, weekly, monthly, aligned in UTC) expire on their
-  own; :meth:`Leaderboard.last_days` reads the last N daily boards as one.
+  own; ``Leaderboard.last_days()`` reads the last N daily boards as one.
 
 See docs/leaderboards.md for the guarantees, the key layout and the figures.
 """

@@ -1,9 +1,9 @@
 """The read methods a board and a rolling view share.
 
-:class:`Ranking` holds them (``top``,
+``Ranking`` holds them (``top``,
 ``page``, ``around``, ``rank``, ``ranks``, ``score``, ``size``); a subclass
-says where its keys are (:meth:`Ranking._keys`) and how its commands travel
-(:meth:`Ranking._run`).
+says where its keys are (``Ranking._keys()``) and how its commands travel
+(``Ranking._run()``).
 """
 
 from __future__ import annotations
@@ -113,8 +113,8 @@ class Ranking(Generic[M]):
         return list(await asyncio.gather(*(self._send(call) for call in calls)))
 
     async def _ask(self, keys: Keys, calls: list[Call]) -> list[Any]:
-        """:meth:`_run` until no script answers :data:`DAMAGED` (the member index is
-        rebuilt first) or :data:`BUILDING` (each such answer built one more step)."""
+        """``_run()`` until no script answers ``DAMAGED`` (the member index is
+        rebuilt first) or ``BUILDING`` (each such answer built one more step)."""
         repairs = 0
         while True:
             replies = await self._run(keys, calls)
@@ -160,7 +160,7 @@ class Ranking(Generic[M]):
 
     async def top(self, n: int = 10) -> list[LeaderboardEntry[M]]:
         """The first ``n`` entries (fewer if the board is smaller), best first;
-        ``n`` is at most 1,000 (read further with :meth:`page`)."""
+        ``n`` is at most 1,000 (read further with ``page()``)."""
         count = _bounded(n, "n")
         return await self._slice(0, count)
 
@@ -217,7 +217,7 @@ class Ranking(Generic[M]):
         """``member``'s entry (score and rank), or ``None`` if it is not on the board.
 
         In ``position`` style, a member this object has looked up before costs
-        one ``ZREVRANK`` (see :class:`Hints`); otherwise one script.
+        one ``ZREVRANK`` (see ``Hints``); otherwise one script.
         """
         data = member_bytes(member)
         keys: Keys = self._keys()
@@ -321,7 +321,7 @@ _MAX_OFFSET: Final = 2**53
 
 
 def _bounded(value: object, argname: str) -> int:
-    """A positive count of entries, at most :data:`MAX_ENTRIES`."""
+    """A positive count of entries, at most ``MAX_ENTRIES``."""
     count = positive_int(value, argname)
     if count > MAX_ENTRIES:
         raise ValueError(

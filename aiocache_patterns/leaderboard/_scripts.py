@@ -2,7 +2,7 @@
 
 Every script is ``lua/<name>.lua`` with the shared Lua it uses inserted after
 its header (``lua/lib.lua``; the writes also ``lua/lib_write.lua``). A board
-is four keys with the board's hash tag (:class:`Keys`; the layout and the
+is four keys with the board's hash tag (``Keys``; the layout and the
 tie-break are described in ``lua/lib.lua``).
 """
 
@@ -47,7 +47,7 @@ SCRIPTS: Final[dict[str, Script]] = {
 
 
 def signal(reply: Any) -> bytes | None:
-    """:data:`DAMAGED` or :data:`BUILDING` if a script answered that, else None."""
+    """``DAMAGED`` or ``BUILDING`` if a script answered that, else None."""
     if type(reply) is list and len(reply) == 1 and reply[0] in (DAMAGED, BUILDING):
         found: bytes = reply[0]
         return found

@@ -118,9 +118,9 @@ def bulk_scores(
 
     A mapping of ``str`` or ``bytes`` to plain ``int``/``float`` is checked
     with whole-list operations (fast for a million entries); anything else
-    goes through :func:`_bulk_slowly`, which also names a bad entry. Members
+    goes through ``_bulk_slowly``, which also names a bad entry. Members
     come back as ``bytes``, or as the ``str`` keys themselves when every one
-    is ASCII (their bytes are their characters: :func:`packed` encodes a whole
+    is ASCII (their bytes are their characters: ``packed`` encodes a whole
     batch at once instead of one member at a time).
     """
     if isinstance(scores, (str, bytes, bytearray, memoryview)) or not isinstance(
@@ -214,7 +214,7 @@ def packed(
 
     ``repr`` gives every float's shortest exact text, and an int's digits; the
     lengths are 4 bytes each, big-endian. ``str`` members must be ASCII (see
-    :func:`bulk_scores`): one ``encode`` serves the whole batch.
+    ``bulk_scores``): one ``encode`` serves the whole batch.
     """
     if members and isinstance(members[0], str):
         blob = "".join(cast("Sequence[str]", members)).encode("ascii")

@@ -6,7 +6,7 @@ Each read sends the freshness check and the read itself in one pipeline, in
 that order, as ``EVAL`` (so the order holds even when a script is not loaded
 yet: ``EVALSHA`` would fail with NOSCRIPT and be resent after the read).
 
-A view knows its board only through a :class:`ViewSource` the board gives it
+A view knows its board only through a ``ViewSource`` the board gives it
 (where its keys are, its order and rank style, its clock), never by reading
 the board's private state.
 """

@@ -1,6 +1,6 @@
 """Distributed locks and semaphores: fenced leases, fair queues, woken waiters.
 
-:class:`Lock` (``_lock``) and :class:`Semaphore` (``_semaphore``) say which
+``Lock`` (``_lock``) and ``Semaphore`` (``_semaphore``) say which
 scripts take, give back and extend a lease; ``_leases`` does everything
 around them (waiting, wake-ups, renewal, cancellation). The scripts, and the
 Lua library they share, are in ``lua/``. See docs/locks.md.

@@ -19,7 +19,7 @@ does everything around them:
 * ``auto_renew`` runs a watchdog; a lost lease sets ``lease.lost`` and, with
   ``cancel_on_loss``, cancels the ``async with`` block with ``LockLost``.
 
-Waiting (:func:`wait_for_turn`): try, subscribe, wait to be woken, try again.
+Waiting (``wait_for_turn``): try, subscribe, wait to be woken, try again.
 
 ``attempt(queue)`` runs the acquire script once and answers
 ``(fencing_token, pttl_ms)``: a fencing token when the caller holds the lease

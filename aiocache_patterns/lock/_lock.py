@@ -3,7 +3,7 @@
 * Acquire is one script: ``SET NX PX`` with a random token, plus a fencing
   token issued in the same script.
 * Release is compare-and-delete; ``extend`` is compare-and-pexpire; both raise
-  :class:`~aiocache_patterns.errors.LockNotOwned` when the lease is gone.
+  ``LockNotOwned`` when the lease is gone.
 * Waiters queue in arrival order. A release hands the lock straight to the
   first live waiter and wakes it over pub/sub; the waiter confirms from Redis
   that the lock is its own (a message is only a hint: anyone can publish), so
@@ -13,7 +13,7 @@
   and a lease that expires lets the next waiter in when it expires.
 * ``auto_renew`` keeps the lease alive while held; if renewal fails the holder
   finds out (``lease.lost``), and with ``cancel_on_loss`` the protected block
-  is cancelled with :class:`~aiocache_patterns.errors.LockLost`.
+  is cancelled with ``LockLost``.
 
 See docs/locks.md for the guarantees and the single-instance trade-off.
 """

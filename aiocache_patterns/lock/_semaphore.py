@@ -5,7 +5,7 @@ holder that crashes frees its place when its lease ends. Acquire is one
 script (drop expired leases, admit in arrival order if a place is free, issue
 a fencing token); release wakes the waiters whose turn it is over pub/sub, and
 so does a waiter that leaves. Everything else (fair queue, wake-ups that are
-only hints, renewal, cancellation) is the same as :class:`Lock`.
+only hints, renewal, cancellation) is the same as ``Lock``.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ class Semaphore(LeaseHolder):
     ...     await render(job)
 
     One ``Semaphore`` object is one would-be holder; create one per task.
-    Arguments as for :class:`~aiocache_patterns.Lock`, plus ``limit``.
+    Arguments as for [`Lock`][aiocache_patterns.Lock], plus ``limit``.
     """
 
     _ACQUIRE = load_script(__package__, "semaphore_acquire", libs=("lib",))

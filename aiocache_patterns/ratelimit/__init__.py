@@ -1,6 +1,6 @@
 """Rate limiting: five algorithms, one atomic script each, on the server's clock.
 
-:class:`RateLimiter` (``_limiter``) runs the scripts in ``lua/``, which share
+``RateLimiter`` (``_limiter``) runs the scripts in ``lua/``, which share
 one prologue (``lua/lib.lua``: the server's time, the rates, the binding
 rate). See docs/rate-limiting.md.
 """

@@ -124,7 +124,7 @@ def _whole(value: float) -> int:
 
 @dataclass(frozen=True, slots=True)
 class RateLimiterStats:
-    """Counters of one :class:`RateLimiter` since construction."""
+    """Counters of one [`RateLimiter`][aiocache_patterns.RateLimiter] since construction."""
 
     allowed: int = 0
     denied: int = 0
@@ -230,7 +230,7 @@ class RateLimiter:
         self, key: str | Callable[..., KeyT], cost: int = 1
     ) -> Callable[[Callable[P, Awaitable[R]]], Callable[P, Awaitable[R]]]:
         """Decorate an async function: each call is a hit; a denial raises
-        :class:`~aiocache_patterns.errors.RateLimitExceeded` (carrying the result).
+        [`RateLimitExceeded`][aiocache_patterns.errors.RateLimitExceeded] (carrying the result).
 
         ``key`` is a ``str.format`` template over the function's parameters
         (``"user:{user_id}"``) or a function of the same arguments returning the key.
