@@ -47,14 +47,20 @@ import weakref
 from collections.abc import Coroutine, Iterable, Sequence, Sized
 from typing import Any, Final, TypeVar
 
-from redis import exceptions as redis_errors
-from redis.asyncio.cluster import RedisCluster
 from redis.client import NEVER_DECODE
 from redis.crc import key_slot
 
 from ..errors import RedisCommandError, RedisOutOfMemory, RedisTimeout, RedisUnavailable
 from . import compat as _compat
 from .breaker import CircuitBreaker
+from .clients import (
+    CLIENT_ERRORS,
+    NO_SCRIPT_ERRORS,
+    OUT_OF_MEMORY_ERRORS,
+    TIMEOUT_ERRORS,
+    UNAVAILABLE_ERRORS,
+    is_cluster_client,
+)
 from .cluster import ClusterDirect
 from .direct import Direct
 from .guards import Deadlines, Slots
@@ -82,16 +88,7 @@ DEFAULT_MAX_BATCH_COMMANDS: Final = 25
 
 _RAW: Final = {NEVER_DECODE: True}  # bulk replies as bytes, whatever the client decodes
 
-_UNAVAILABLE_ERRORS: Final = (
-    redis_errors.ConnectionError,  # includes MaxConnectionsError, BusyLoadingError
-    redis_errors.TimeoutError,
-    redis_errors.ClusterDownError,
-    redis_errors.TryAgainError,
-    redis_errors.MasterDownError,
-    redis_errors.RedisClusterException,
-    redis_errors.ReadOnlyError,
-    OSError,  # includes the built-in ConnectionError and TimeoutError
-)
+_UNAVAILABLE_ERRORS: Final = UNAVAILABLE_ERRORS  # redis-py's and valkey-py's (_clients.py)
 
 
 class _Op:
@@ -138,13 +135,13 @@ def _translate(exc: BaseException, timeout: float) -> BaseException:
     """A library exception for an error that ended a whole round trip."""
     if isinstance(exc, (RedisUnavailable, RedisCommandError)):
         return exc
-    if isinstance(exc, (TimeoutError, asyncio.TimeoutError, redis_errors.TimeoutError)):
+    if isinstance(exc, (TimeoutError, asyncio.TimeoutError, *TIMEOUT_ERRORS)):
         new: BaseException = RedisTimeout(f"Redis did not answer within {timeout:g}s")
     elif isinstance(exc, _UNAVAILABLE_ERRORS):
         new = RedisUnavailable(f"Redis is unavailable: {exc}")
-    elif isinstance(exc, redis_errors.OutOfMemoryError):
+    elif isinstance(exc, OUT_OF_MEMORY_ERRORS):
         new = _out_of_memory(exc)
-    elif isinstance(exc, redis_errors.RedisError):
+    elif isinstance(exc, CLIENT_ERRORS):
         new = RedisCommandError(str(exc))
     else:
         return exc
@@ -160,7 +157,7 @@ def _reply_error(exc: BaseException) -> BaseException:
     """A library exception for one command's error reply inside a pipeline."""
     if isinstance(exc, _UNAVAILABLE_ERRORS):
         new: BaseException = RedisUnavailable(f"Redis is unavailable: {exc}")
-    elif isinstance(exc, redis_errors.OutOfMemoryError):
+    elif isinstance(exc, OUT_OF_MEMORY_ERRORS):
         new = _out_of_memory(exc)
     else:
         new = RedisCommandError(str(exc))
@@ -194,7 +191,7 @@ class Executor:
         max_batch_commands: int = DEFAULT_MAX_BATCH_COMMANDS,
     ) -> None:
         self.client = client
-        self.is_cluster = isinstance(client, RedisCluster)
+        self.is_cluster = is_cluster_client(client)
         self.breaker = CircuitBreaker()
         self._max_inflight = max_inflight
         self._max_batch = max_batch
@@ -494,7 +491,7 @@ class Executor:
         except _UNAVAILABLE_ERRORS as exc:
             self.breaker.record_failure(trial)
             raise _translate(exc, timeout) from exc
-        except redis_errors.RedisError as exc:
+        except CLIENT_ERRORS as exc:
             self.breaker.record_success(trial)
             raise _translate(exc, timeout) from exc
         except RuntimeError as exc:
@@ -538,7 +535,7 @@ class Executor:
             if direct is not None:
                 return await direct.call(args, safe)
             return await self.client.execute_command(*args, **_RAW)
-        except redis_errors.NoScriptError:
+        except NO_SCRIPT_ERRORS:
             if script is None:
                 raise
             await self.client.script_load(script.source)
@@ -585,7 +582,7 @@ class Executor:
 
         missing: list[_Op] = []
         for op, reply in zip(others, replies[len(get_groups) :], strict=True):
-            if isinstance(reply, redis_errors.NoScriptError):
+            if isinstance(reply, NO_SCRIPT_ERRORS):
                 missing.append(op)
             elif isinstance(reply, BaseException):
                 _settle_op(op, _reply_error(reply))
@@ -640,8 +637,9 @@ def executor_for(client: Any) -> Executor:
 def _check_client(client: Any) -> None:
     if not (callable(getattr(client, "execute_command", None)) and hasattr(client, "pipeline")):
         raise TypeError(
-            "redis must be a redis.asyncio.Redis, redis.asyncio.RedisCluster or "
-            f"fakeredis.FakeAsyncRedis client, not {type(client).__name__}"
+            "redis must be a redis.asyncio.Redis, redis.asyncio.RedisCluster, "
+            "valkey.asyncio.Valkey or fakeredis.FakeAsyncRedis client, "
+            f"not {type(client).__name__}"
         )
     if not inspect.iscoroutinefunction(client.execute_command):
         raise TypeError(

@@ -37,9 +37,8 @@ from collections import deque
 from collections.abc import AsyncIterator, Coroutine
 from typing import Any, Final
 
-from redis.exceptions import NoPermissionError
-
 from ..errors import RedisUnavailable
+from .clients import NO_PERMISSION_ERRORS
 from .executor import executor_for
 
 __all__ = [
@@ -278,7 +277,7 @@ class Notifier:
                         self._confirmed(_as_bytes(message["channel"]))
             except asyncio.CancelledError:
                 raise
-            except NoPermissionError:
+            except NO_PERMISSION_ERRORS:
                 # The reply to the oldest SUBSCRIBE not yet confirmed (replies come in order).
                 if self._unconfirmed:
                     self._refused(self._unconfirmed.popleft())
