@@ -10,6 +10,8 @@ in ``_redis/`` and the basics (``errors``, ``keys``, ``serializers``,
 ``singleflight``) at the bottom. docs/architecture.md draws the layers.
 """
 
+from ._redis.breaker import BreakerSettings as BreakerSettings
+from ._redis.configure import configure_breaker as configure_breaker
 from ._redis.diagnostics import ClientStats as ClientStats
 from ._redis.diagnostics import client_stats as client_stats
 from ._validate import Seconds as Seconds
@@ -57,6 +59,7 @@ __version__ = "0.1.0.dev0"
 __all__ = (
     "Algorithm",
     "BoardPeriod",
+    "BreakerSettings",
     "Cache",
     "CachePatternsError",
     "CacheStats",
@@ -96,4 +99,5 @@ __all__ = (
     "SingleFlightStats",
     "ViewAggregate",
     "client_stats",
+    "configure_breaker",
 )

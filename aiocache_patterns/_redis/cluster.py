@@ -25,7 +25,11 @@ those two loops; the executor replaces them with its own:
   refresh if it is down) and the client's ``initialize()`` runs the refresh,
   so the resend goes to the slot's new owner after a failover;
 * ``NOSCRIPT`` and other error replies come back in place (the executor loads
-  the script and resends).
+  the script and resends);
+* each node has a circuit breaker of its own (``_breaker.NodeBreakers``): the
+  commands for a node whose circuit is open come back as ``CircuitOpen`` in
+  place without being sent, and only that node's failures open it, so a dead
+  shard does not fail the keys of the healthy ones.
 
 Reads go to primaries (``read_from_replicas`` is not used for the library's
 own commands): a cache read after a write sees it.
@@ -48,6 +52,8 @@ from redis.client import NEVER_DECODE
 from redis.crc import key_slot
 from redis.exceptions import AskError, MaxConnectionsError, TryAgainError
 
+from ..errors import CircuitOpen
+from .breaker import BreakerSettings, NodeBreakers
 from .wire import CONNECTION_FAILURES, Lost, Wire, resend_lost
 
 __all__ = ["ClusterDirect"]
@@ -59,24 +65,28 @@ _SCRIPTS: Final = frozenset({"EVALSHA", "EVAL", b"EVALSHA", b"EVAL", "evalsha", 
 class ClusterDirect:
     """Direct use of one ``RedisCluster`` client's nodes. See the module docs."""
 
-    __slots__ = ("_client", "_failed", "_initialized", "_wire")
+    __slots__ = ("_breakers", "_client", "_failed", "_initialized", "_stalled", "_wire")
 
-    def __init__(self, client: RedisCluster) -> None:
+    def __init__(self, client: RedisCluster, breakers: NodeBreakers | None = None) -> None:
         self._client: Any = client
+        self._breakers = breakers if breakers is not None else NodeBreakers(BreakerSettings())
         self._wire: Wire | None = None
         self._initialized = False
         #: Nodes whose connection failed in the last attempt (name -> node).
         self._failed: dict[str, Any] = {}
+        #: Nodes a cancelled attempt was still waiting on, by task (see ``stalled()``).
+        self._stalled: dict[asyncio.Task[Any] | None, list[str]] = {}
 
     @classmethod
-    def for_client(cls, client: Any) -> ClusterDirect | None:
-        """Direct use of ``client``, or None if it is not a cluster client this can drive."""
+    def for_client(cls, client: Any, breakers: NodeBreakers | None = None) -> ClusterDirect | None:
+        """Direct use of ``client``, or None if it is not a cluster client this can drive.
+        ``breakers``: the client's breakers, one per node."""
         if not isinstance(client, RedisCluster):
             return None
         manager = getattr(client, "nodes_manager", None)
         if not callable(getattr(manager, "get_node_from_slot", None)):
             return None
-        return cls(client)
+        return cls(client, breakers)
 
     async def call(self, args: tuple[Any, ...], safe: bool) -> Any:
         """Send ``args``; its reply. An error reply raises, and so does a lost reply
@@ -131,13 +141,22 @@ class ClusterDirect:
                 groups[node.name] = (node, [i])
             else:
                 group[1].append(i)
-        if len(groups) == 1:
-            ((node, indices),) = groups.values()
-            outcomes = [await self._on_node(node, [commands[i] for i in indices])]
-        else:
-            outcomes = await asyncio.gather(
-                *(self._on_node(node, [commands[i] for i in idx]) for node, idx in groups.values())
-            )
+        waiting = set(groups)
+        try:
+            if len(groups) == 1:
+                ((node, indices),) = groups.values()
+                outcomes = [await self._on_node(node, [commands[i] for i in indices], waiting)]
+            else:
+                outcomes = await asyncio.gather(
+                    *(
+                        self._on_node(node, [commands[i] for i in idx], waiting)
+                        for node, idx in groups.values()
+                    )
+                )
+        except asyncio.CancelledError:
+            if waiting:
+                self._stalled[asyncio.current_task()] = list(waiting)
+            raise
         for (_, indices), got in zip(groups.values(), outcomes, strict=True):
             for i, reply in zip(indices, got, strict=True):
                 replies[i] = reply
@@ -155,7 +174,35 @@ class ClusterDirect:
         slot = key_slot(key) if isinstance(key, bytes) else int(self._client.keyslot(key))
         return manager.get_node_from_slot(slot)
 
-    async def _on_node(self, node: Any, commands: list[tuple[Any, ...]]) -> list[Any]:
+    async def load_script(self, source: str | bytes, commands: Sequence[tuple[Any, ...]]) -> None:
+        """``SCRIPT LOAD source`` on the nodes ``commands`` go to (not on every primary:
+        a dead shard must not fail the scripts of the others). Raises what failed."""
+        manager = self._client.nodes_manager
+        nodes = {}
+        for args in commands:
+            node = self._node(manager, args)
+            nodes[node.name] = node
+        outcomes = await asyncio.gather(
+            *(self._on_node(node, [("SCRIPT", "LOAD", source)], set()) for node in nodes.values())
+        )
+        for (reply,) in outcomes:
+            if type(reply) is Lost:
+                raise reply.error
+            if isinstance(reply, BaseException):
+                raise reply
+
+    def stalled(self, task: asyncio.Task[Any], timed_out: bool) -> None:
+        """``task``'s attempt was cancelled; ``timed_out``: by its deadline, so the nodes
+        it was still waiting on count a failure on their breakers (a node that stalls
+        opens its circuit like one that refuses)."""
+        names = self._stalled.pop(task, ())
+        if timed_out:
+            for name in names:
+                self._breakers.get(name).record_failure()
+
+    async def _on_node(
+        self, node: Any, commands: list[tuple[Any, ...]], waiting: set[str]
+    ) -> list[Any]:
         wire = self._wire
         if wire is None:
             wire = self._wire = Wire(
@@ -164,9 +211,18 @@ class ClusterDirect:
                 node.connection_class,
                 probe=True,
             )
+        breaker = self._breakers.get(node.name)
+        try:
+            trial = breaker.before_call()
+        except CircuitOpen as exc:
+            waiting.discard(node.name)
+            return [CircuitOpen(*exc.args) for _ in commands]
         try:
             conn = node.acquire_connection()
         except MaxConnectionsError as exc:
+            if trial:
+                breaker.release_trial()
+            waiting.discard(node.name)
             return [exc] * len(commands)
         try:
             if conn.is_connected:
@@ -174,10 +230,18 @@ class ClusterDirect:
                 if reconnect is not None:
                     await reconnect(conn)
             outcomes = await wire.exchange(conn, commands)
+        except BaseException:
+            if trial:
+                breaker.release_trial()
+            raise
         finally:
             node.release(conn)
         if any(type(reply) is Lost for reply in outcomes):
             self._failed[node.name] = node
+            breaker.record_failure(trial)
+        else:
+            breaker.record_success(trial)
+        waiting.discard(node.name)
         return outcomes
 
     async def _follow(self, args: tuple[Any, ...], redirect: BaseException) -> Any:

@@ -52,7 +52,7 @@ from redis.crc import key_slot
 
 from ..errors import RedisCommandError, RedisOutOfMemory, RedisTimeout, RedisUnavailable
 from . import compat as _compat
-from .breaker import CircuitBreaker
+from .breaker import BreakerSettings, CircuitBreaker, NodeBreakers
 from .clients import (
     CLIENT_ERRORS,
     NO_SCRIPT_ERRORS,
@@ -155,6 +155,8 @@ def _out_of_memory(exc: BaseException) -> RedisOutOfMemory:
 
 def _reply_error(exc: BaseException) -> BaseException:
     """A library exception for one command's error reply inside a pipeline."""
+    if isinstance(exc, (RedisUnavailable, RedisCommandError)):
+        return _copy_error(exc)  # already ours (a cluster node's CircuitOpen)
     if isinstance(exc, _UNAVAILABLE_ERRORS):
         new: BaseException = RedisUnavailable(f"Redis is unavailable: {exc}")
     elif isinstance(exc, OUT_OF_MEMORY_ERRORS):
@@ -192,7 +194,14 @@ class Executor:
     ) -> None:
         self.client = client
         self.is_cluster = is_cluster_client(client)
-        self.breaker = CircuitBreaker()
+        self.breaker_settings = BreakerSettings()
+        #: On a cluster driven node by node, one breaker per node (``_cluster.py``), and
+        #: the client's own breaker never opens: a failing shard fails its keys alone.
+        self.node_breakers = NodeBreakers(self.breaker_settings)
+        self._per_node = ClusterDirect.for_client(client, self.node_breakers) is not None
+        self.breaker = (
+            CircuitBreaker.never_opens() if self._per_node else self.breaker_settings.breaker()
+        )
         self._max_inflight = max_inflight
         self._max_batch = max_batch
         self._max_commands = max_batch_commands
@@ -307,6 +316,20 @@ class Executor:
         breaker, in-flight bound, deadline and error translation as every command."""
         self._lone_caller()  # bind to the running loop
         return await self._round_trip(timeout, operation)
+
+    def configure_breaker(self, settings: BreakerSettings) -> None:
+        """New breaker settings for this client; its breakers start closed again."""
+        self.breaker_settings = settings
+        self.node_breakers.configure(settings)
+        if not self._per_node:
+            self.breaker = settings.breaker()
+
+    def breaker_states(self) -> dict[str, str]:
+        """Each breaker's state: ``{"": state}`` for a server, ``{"host:port": state}``
+        per cluster node that was used."""
+        if self._per_node:
+            return {name: b.state for name, b in self.node_breakers.by_node.items()}
+        return {"": self.breaker.state}
 
     @property
     def pending_tasks(self) -> int:
@@ -479,7 +502,10 @@ class Executor:
             self.round_trips += 1
             result = await send
         except asyncio.CancelledError as exc:
-            if deadlines.caused(task):
+            timed_out = deadlines.caused(task)
+            if self._per_node and isinstance(self._direct, ClusterDirect):
+                self._direct.stalled(task, timed_out)
+            if timed_out:
                 self.breaker.record_failure(trial)
                 # If redis-py was retrying (backing off after a failure), that failure
                 # is the real story: keep it as the cause.
@@ -521,7 +547,9 @@ class Executor:
     def _rebind_direct(self) -> None:
         """A new loop: a new direct path; the old lane's connection goes back to the pool."""
         old = self._direct
-        self._direct = Direct.for_client(self.client) or ClusterDirect.for_client(self.client)
+        self._direct = Direct.for_client(self.client) or ClusterDirect.for_client(
+            self.client, self.node_breakers
+        )
         task = old.close_soon() if isinstance(old, Direct) else None
         if task is not None:
             self._lane_closing.add(task)
@@ -538,7 +566,7 @@ class Executor:
         except NO_SCRIPT_ERRORS:
             if script is None:
                 raise
-            await self.client.script_load(script.source)
+            await self._load_script(script, [args])
             if direct is not None:
                 return await direct.call(args, safe)
             return await self.client.execute_command(*args, **_RAW)
@@ -594,10 +622,20 @@ class Executor:
     async def _resend_without_scripts(self, ops: list[_Op]) -> None:
         scripts = {op.script.sha: op.script for op in ops if op.script is not None}
         for script in scripts.values():
-            await self.client.script_load(script.source)
+            await self._load_script(script, [op.args for op in ops if op.script is script])
         replies = await self._pipeline([op.args for op in ops], [op.safe for op in ops])
         for op, reply in zip(ops, replies, strict=True):
             _settle_op(op, _reply_error(reply) if isinstance(reply, BaseException) else reply)
+
+    async def _load_script(self, script: Script, commands: list[tuple[Any, ...]]) -> None:
+        """Load ``script`` where ``commands`` (its EVALSHAs) go: on a cluster driven node
+        by node, on those nodes alone (a dead shard does not hold up the others);
+        otherwise with redis-py's ``script_load`` (every primary of a cluster)."""
+        direct = self._direct
+        if isinstance(direct, ClusterDirect):
+            await direct.load_script(script.source, commands)
+        else:
+            await self.client.script_load(script.source)
 
     async def _pipeline(self, commands: list[tuple[Any, ...]], safe: list[bool]) -> list[Any]:
         """Commands in one non-transactional pipeline (one per node on a cluster); error
