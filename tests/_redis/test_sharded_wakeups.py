@@ -28,7 +28,7 @@ async def _bus_publishes(client: aioredis.RedisCluster) -> int:
     """PUBLISH messages every primary has sent over the cluster bus so far."""
     total = 0
     for node in client.get_primaries():
-        direct: Any = aioredis.Redis(host=node.host, port=node.port)
+        direct: Any = aioredis.Redis(host=node.host, port=int(node.port))
         try:
             info = await direct.execute_command("CLUSTER INFO")
         finally:
