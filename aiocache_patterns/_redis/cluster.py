@@ -53,7 +53,7 @@ from redis.crc import key_slot
 from redis.exceptions import AskError, MaxConnectionsError, TryAgainError
 
 from ..errors import CircuitOpen
-from .breaker import BreakerSettings, NodeBreakers
+from .breaker import BreakerSettings, CircuitBreaker, NodeBreakers
 from .wire import CONNECTION_FAILURES, Lost, Wire, resend_lost
 
 __all__ = ["ClusterDirect"]
@@ -62,10 +62,38 @@ _RAW: Final = {NEVER_DECODE: True}
 _SCRIPTS: Final = frozenset({"EVALSHA", "EVAL", b"EVALSHA", b"EVAL", "evalsha", "eval"})
 
 
+class _Sent:
+    """Commands written on a node's connection, their replies still to be read."""
+
+    __slots__ = ("breaker", "commands", "conn", "node", "trial")
+
+    def __init__(
+        self,
+        node: Any,
+        conn: Any,
+        commands: list[tuple[Any, ...]],
+        breaker: CircuitBreaker,
+        trial: bool,
+    ) -> None:
+        self.node = node
+        self.conn = conn
+        self.commands = commands
+        self.breaker = breaker
+        self.trial = trial
+
+
 class ClusterDirect:
     """Direct use of one ``RedisCluster`` client's nodes. See the module docs."""
 
-    __slots__ = ("_breakers", "_client", "_failed", "_initialized", "_stalled", "_wire")
+    __slots__ = (
+        "_breakers",
+        "_client",
+        "_counted",
+        "_failed",
+        "_initialized",
+        "_stalled",
+        "_wire",
+    )
 
     def __init__(self, client: RedisCluster, breakers: NodeBreakers | None = None) -> None:
         self._client: Any = client
@@ -76,6 +104,10 @@ class ClusterDirect:
         self._failed: dict[str, Any] = {}
         #: Nodes a cancelled attempt was still waiting on, by task (see ``stalled()``).
         self._stalled: dict[asyncio.Task[Any] | None, list[str]] = {}
+        #: Nodes whose failure the call running in a task has already counted on their
+        #: breaker: a call's resends after a failed attempt do not count again (the
+        #: breaker counts failed calls, as on a single server).
+        self._counted: dict[asyncio.Task[Any] | None, set[str]] = {}
 
     @classmethod
     def for_client(cls, client: Any, breakers: NodeBreakers | None = None) -> ClusterDirect | None:
@@ -104,6 +136,16 @@ class ClusterDirect:
         if not self._initialized:
             await self._client.initialize()
             self._initialized = True
+        task = asyncio.current_task()
+        self._counted[task] = set()
+        try:
+            return await self._pipeline(commands, safe)
+        finally:
+            self._counted.pop(task, None)
+
+    async def _pipeline(
+        self, commands: Sequence[tuple[Any, ...]], safe: Sequence[bool]
+    ) -> list[Any]:
         replies = await self._send(commands)
         redirected = [
             i for i, r in enumerate(replies) if isinstance(r, (AskError, TryAgainError))
@@ -147,11 +189,8 @@ class ClusterDirect:
                 ((node, indices),) = groups.values()
                 outcomes = [await self._on_node(node, [commands[i] for i in indices], waiting)]
             else:
-                outcomes = await asyncio.gather(
-                    *(
-                        self._on_node(node, [commands[i] for i in idx], waiting)
-                        for node, idx in groups.values()
-                    )
+                outcomes = await self._on_nodes(
+                    [(node, [commands[i] for i in idx]) for node, idx in groups.values()], waiting
                 )
         except asyncio.CancelledError:
             if waiting:
@@ -203,6 +242,57 @@ class ClusterDirect:
     async def _on_node(
         self, node: Any, commands: list[tuple[Any, ...]], waiting: set[str]
     ) -> list[Any]:
+        """``commands`` on ``node``'s connection: their outcomes in place."""
+        started = await self._start(node, commands, waiting)
+        if type(started) is not _Sent:
+            return started  # type: ignore[return-value]
+        try:
+            return await self._finish(started, waiting)
+        finally:
+            node.release(started.conn)
+
+    async def _on_nodes(
+        self, work: list[tuple[Any, list[tuple[Any, ...]]]], waiting: set[str]
+    ) -> list[list[Any]]:
+        """Each node's commands, the nodes side by side without a task each: every
+        node's pipeline is written first, then each one's replies are read (the
+        servers work while the client reads the first); their outcomes in place.
+
+        A failure or cancellation part way leaves no reply unread: every connection
+        written to and not read to the end is closed (as redis-py does)."""
+        sent: list[_Sent | list[Any]] = []
+        finished: set[int] = set()
+        try:
+            for node, commands in work:
+                sent.append(await self._start(node, commands, waiting))
+            outcomes: list[list[Any]] = []
+            for i, item in enumerate(sent):
+                if type(item) is _Sent:
+                    outcomes.append(await self._finish(item, waiting))
+                    finished.add(i)
+                else:
+                    outcomes.append(item)  # type: ignore[arg-type]
+            return outcomes
+        except BaseException:
+            for i, item in enumerate(sent):
+                if type(item) is _Sent and i not in finished:
+                    if item.trial:
+                        item.breaker.release_trial()
+                    with contextlib.suppress(Exception):
+                        await item.conn.disconnect(nowait=True)
+            raise
+        finally:
+            for item in sent:
+                if type(item) is _Sent:
+                    item.node.release(item.conn)
+
+    async def _start(
+        self, node: Any, commands: list[tuple[Any, ...]], waiting: set[str]
+    ) -> _Sent | list[Any]:
+        """Take a connection of ``node`` and write ``commands`` on it: a ``_Sent`` to
+        read the replies from (its connection to give back), or the outcomes if
+        nothing can be read (the node's circuit is open, no connection, a failed
+        write: the connection is given back)."""
         wire = self._wire
         if wire is None:
             wire = self._wire = Wire(
@@ -229,20 +319,48 @@ class ClusterDirect:
                 reconnect = getattr(node, "disconnect_if_needed", None)
                 if reconnect is not None:
                     await reconnect(conn)
-            outcomes = await wire.exchange(conn, commands)
+            failed = await wire.send(conn, commands)
         except BaseException:
             if trial:
                 breaker.release_trial()
-            raise
-        finally:
             node.release(conn)
+            raise
+        sent = _Sent(node, conn, commands, breaker, trial)
+        if failed is None:
+            return sent
+        node.release(conn)
+        self._settle_node(sent, failed, waiting)
+        return failed
+
+    async def _finish(self, sent: _Sent, waiting: set[str]) -> list[Any]:
+        """The replies of what ``_start`` wrote (the caller gives the connection back)."""
+        assert self._wire is not None
+        try:
+            outcomes = await self._wire.receive(sent.conn, sent.commands)
+        except BaseException:
+            if sent.trial:
+                sent.breaker.release_trial()
+                sent.trial = False
+            raise
+        self._settle_node(sent, outcomes, waiting)
+        return outcomes
+
+    def _settle_node(self, sent: _Sent, outcomes: list[Any], waiting: set[str]) -> None:
+        """A node's attempt is over: its breaker learns how it went."""
+        node = sent.node
         if any(type(reply) is Lost for reply in outcomes):
             self._failed[node.name] = node
-            breaker.record_failure(trial)
+            counted = self._counted.get(asyncio.current_task())
+            if counted is None or node.name not in counted:
+                sent.breaker.record_failure(sent.trial)
+                if counted is not None:
+                    counted.add(node.name)
+            elif sent.trial:
+                sent.breaker.release_trial()
         else:
-            breaker.record_success(trial)
+            sent.breaker.record_success(sent.trial)
+        sent.trial = False
         waiting.discard(node.name)
-        return outcomes
 
     async def _follow(self, args: tuple[Any, ...], redirect: BaseException) -> Any:
         """A command that was redirected (so did not run), sent again through redis-py,

@@ -118,6 +118,16 @@ class Wire:
         """Send ``commands`` in one write on ``conn``; each one's outcome in place (see
         the module docs). Raises only for what is not the connection's failure (an
         argument redis-py cannot pack: nothing is sent) or a cancellation."""
+        failed = await self.send(conn, commands)
+        if failed is not None:
+            return failed
+        return await self.receive(conn, commands)
+
+    async def send(self, conn: Any, commands: Sequence[tuple[Any, ...]]) -> list[Any] | None:
+        """The first half of ``exchange()``: connect if needed and write ``commands``.
+        None once written (read the replies with ``receive()``: until then they are
+        outstanding, and a caller that gives up must disconnect ``conn``), else each
+        command's ``Lost`` outcome."""
         chunks = self._pack_all(conn, commands)
         if not self._ready(conn):
             try:
@@ -128,6 +138,11 @@ class Wire:
             await self._write(conn, chunks)
         except CONNECTION_FAILURES as exc:
             return [Lost(exc, sum(map(len, chunks)) >= WHOLE_WRITE)] * len(commands)
+        return None
+
+    async def receive(self, conn: Any, commands: Sequence[tuple[Any, ...]]) -> list[Any]:
+        """The second half of ``exchange()``: the replies of ``commands``, written by
+        ``send()``, each one's outcome in place."""
         replies: list[Any] = []
         for i, args in enumerate(commands):
             try:
