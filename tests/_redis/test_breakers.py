@@ -245,7 +245,28 @@ async def test_a_stalled_master_opens_its_own_breaker(private_server: RedisProce
                     await cache.delete(key)
                 assert await cache.get(other) is not None
                 assert client_stats(client).breakers[stalled] == "open"
+                # A batch over every node times out on the stalled one: the others'
+                # replies were read, its connection (replies unread) closed.
+                configure_breaker(client, failures=1000)
+                keys = [k for ks in by_node.values() for k in ks]
+                got = await asyncio.gather(*(cache.get(k, default="miss") for k in keys))
+                assert "miss" in got
             finally:
                 stalled_node._process.send_signal(18)  # SIGCONT
+            # Nothing unread is left to be handed to the wrong caller: once the node
+            # is back in the cluster (it may answer CLUSTERDOWN for a moment after a
+            # pause longer than the node timeout), every read gets its own value.
+            await wait_ready(nodes)
+            # (The DELs of `key` sent during the stall ran when it resumed.)
+            keys = [k for k in keys if k != key]
+            for _ in range(50):
+                got = await asyncio.gather(*(cache.get(k, default="miss") for k in keys))
+                assert set(got) - {"miss"} <= {int(k[1:]) for k in keys}
+                for key, value in zip(keys, got, strict=True):
+                    assert value in ("miss", int(key[1:]))
+                if "miss" not in got:
+                    break
+                await asyncio.sleep(0.1)
+            assert got == [int(k[1:]) for k in keys]
         finally:
             await client.aclose()
