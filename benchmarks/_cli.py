@@ -26,6 +26,7 @@ import argparse
 import asyncio
 import shutil
 import sys
+import threading
 import time
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
@@ -125,29 +126,52 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 class _PlainProgress:
     """Plain lines on stderr (not a terminal, or no rich): a line when a step
-    starts, and one at least every ``_PLAIN_EVERY`` seconds within a long step."""
+    starts, one at least every ``_PLAIN_EVERY`` seconds within a run of steps,
+    and, from a timer thread, a "still running" line when one timed run is
+    silent that long (the thread only prints; it never touches the loop)."""
 
     def __init__(self) -> None:
         self._last = ""
         self._scenario = ""
         self._total = 0
         self._done = 0
-        self._printed = 0.0
+        self._description = ""
+        self._printed = time.monotonic()
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
 
     def start(self, scenario: str, total: int) -> None:
         self._scenario, self._total, self._done = scenario, total, 0
-        self._printed = time.monotonic()
-        print(f"[{scenario}] {total} timed runs", file=sys.stderr, flush=True)
+        self._write(f"[{scenario}] {total} timed runs")
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._heartbeat, daemon=True)
+            self._thread.start()
 
     def step(self, description: str) -> None:
         self._done += 1
+        self._description = description
         head = description.rsplit(":", 1)[0]
-        now = time.monotonic()
-        if head != self._last or now - self._printed >= _PLAIN_EVERY:
+        if head != self._last or time.monotonic() - self._printed >= _PLAIN_EVERY:
             self._last = head
-            self._printed = now
-            where = f"[{self._scenario} {self._done}/{self._total}]"
-            print(f"{where} {description}", file=sys.stderr, flush=True)
+            self._write(f"[{self._scenario} {self._done}/{self._total}] {description}")
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+
+    def _heartbeat(self) -> None:
+        while not self._stop.wait(1.0):
+            silent = time.monotonic() - self._printed
+            if silent >= _PLAIN_EVERY and self._description:
+                where = f"[{self._scenario} {self._done}/{self._total}]"
+                self._write(f"{where} still running: {self._description}")
+
+    def _write(self, line: str) -> None:
+        with self._lock:
+            self._printed = time.monotonic()
+            print(line, file=sys.stderr, flush=True)
 
 
 class _QuietProgress:
@@ -234,9 +258,14 @@ async def _measure(args: argparse.Namespace, target: Target, names: list[str], r
             if rich is not None:
                 with rich:
                     result = await scenario.run(_context(args, target, _RichProgress(rich)))
+            elif args.no_progress:
+                result = await scenario.run(_context(args, target, _QuietProgress()))
             else:
-                progress = _QuietProgress() if args.no_progress else _PlainProgress()
-                result = await scenario.run(_context(args, target, progress))
+                plain = _PlainProgress()
+                try:
+                    result = await scenario.run(_context(args, target, plain))
+                finally:
+                    plain.close()
             run.results.append(result)
             run.ran.append(name)
             _emit(result, run.info, args.results_dir)

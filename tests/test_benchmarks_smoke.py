@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -147,3 +148,22 @@ def test_chart_numbers_are_never_scientific() -> None:
     assert _number(42.0) == "42"
     assert _number(3.456) == "3.46"
     assert "e" not in _number(0.000123)
+
+
+def test_plain_progress_says_still_running_during_a_long_silent_step(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from benchmarks import _cli
+
+    monkeypatch.setattr(_cli, "_PLAIN_EVERY", 0.2)
+    progress = _cli._PlainProgress()
+    progress.start("hit", 3)
+    progress.step("one hot key: raw redis-py")
+    deadline = time.monotonic() + 10
+    while "still running" not in capsys.readouterr().err and time.monotonic() < deadline:
+        time.sleep(0.05)
+    progress.close()
+    assert time.monotonic() < deadline, "no 'still running' line"
+    progress.step("1,000 keys: Cache.get")
+    err = capsys.readouterr().err
+    assert "[hit 2/3] 1,000 keys: Cache.get" in err
