@@ -378,7 +378,7 @@ def _number(value: float) -> str:
     """``10,512``, ``3.4``, ``0.27``: plain digits, never ``1.05e+04``."""
     if not math.isfinite(value):
         return "—"
-    if abs(value) >= 1000:
+    if abs(value) >= 100:
         return f"{value:,.0f}"
     if abs(value) >= 10:
         return f"{value:.1f}".removesuffix(".0")

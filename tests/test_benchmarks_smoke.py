@@ -146,6 +146,7 @@ def test_chart_numbers_are_never_scientific() -> None:
     assert _number(10_512.4) == "10,512"
     assert _number(1_050_000.0) == "1,050,000"
     assert _number(42.0) == "42"
+    assert _number(791.9) == "792"
     assert _number(3.456) == "3.46"
     assert "e" not in _number(0.000123)
 
