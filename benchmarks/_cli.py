@@ -118,6 +118,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     if args.update_reference:
         if args.results_dir is not None:
             parser.error("--update-reference writes benchmarks/results/: drop --results-dir")
+        if args.quick:
+            parser.error("--update-reference wants a full run: drop --quick")
         args.results_dir = REFERENCE_DIR
     elif args.results_dir is None:
         args.results_dir = LATEST_DIR
@@ -335,4 +337,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     choice = cast(TargetChoice, args.target)
     with open_target(args.redis_url, choice) as target:
+        if args.update_reference and not target.speed_figure:
+            raise SystemExit(
+                "--update-reference needs a real Redis (REDIS_URL or redis-server), "
+                "not the embedded fakeredis"
+            )
         return _run(args, target)

@@ -99,6 +99,10 @@ def test_runs_write_to_a_git_ignored_folder_unless_updating_the_reference() -> N
     assert _cli.parse_args(["--results-dir", "/tmp/x"]).results_dir == Path("/tmp/x")
     with pytest.raises(SystemExit):
         _cli.parse_args(["--update-reference", "--results-dir", "/tmp/x"])
+    with pytest.raises(SystemExit):
+        _cli.parse_args(["--update-reference", "--quick"])
+    with pytest.raises(SystemExit, match="needs a real Redis"):
+        _cli.main(["--update-reference", "--target", "fakeredis", "--scenario", "hit"])
     if shutil.which("git") is None or not (ROOT / ".git").exists():
         pytest.skip("not a git checkout")
     for path, ignored in (
