@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import os
 import re
 import shutil
@@ -39,6 +40,7 @@ ROOT = Path(__file__).resolve().parents[2]
 _UNITS = {"us": 1e-3, "ms": 1.0, "s": 1000.0}
 _LATENCY = re.compile(r"^\s*(50|99)(?:\.0+)?%\s+([\d.]+)(us|ms|s)\s*$", re.M)
 _RPS = re.compile(r"^Requests/sec:\s+([\d.]+)", re.M)
+_REQUESTS = re.compile(r"^\s*(\d+) requests in", re.M)
 _ERRORS = re.compile(r"Non-2xx or 3xx responses:\s+(\d+)|Socket errors:.*", re.M)
 
 
@@ -49,6 +51,18 @@ class WrkResult:
     p50_ms: float
     p99_ms: float
     errors: str
+    requests: int = 0
+    #: The app process's CPU per request (µs), when /proc tells it.
+    cpu_us: float | None = None
+
+
+def _cpu_seconds(pid: int) -> float | None:
+    """User + system CPU of process ``pid`` so far (Linux /proc), or None."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _free_port() -> int:
@@ -72,7 +86,7 @@ def _wait_up(base: str, proc: subprocess.Popen[bytes], timeout: float = 30.0) ->
     raise SystemExit(f"the app did not answer at {base} within {timeout:.0f}s")
 
 
-def _wrk(args: argparse.Namespace, base: str, route: str, workdir: Path) -> WrkResult:
+def _wrk(args: argparse.Namespace, base: str, route: str, workdir: Path, pid: int) -> WrkResult:
     script = workdir / f"{route}.lua"
     script.write_text(
         f"math.randomseed({os.getpid()})\n"
@@ -83,8 +97,13 @@ def _wrk(args: argparse.Namespace, base: str, route: str, workdir: Path) -> WrkR
     cmd = ["wrk", f"-t{args.threads}", f"-c{args.connections}", f"-d{args.duration}s"]
     cmd += ["--latency", "-s", str(script), base]
     print(f"  {' '.join(cmd)}", file=sys.stderr, flush=True)
+    before = _cpu_seconds(pid)
     out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
-    return parse_wrk(route, out)
+    after = _cpu_seconds(pid)
+    result = parse_wrk(route, out)
+    if before is None or after is None or not result.requests:
+        return result
+    return dataclasses.replace(result, cpu_us=(after - before) / result.requests * 1e6)
 
 
 def parse_wrk(route: str, out: str) -> WrkResult:
@@ -94,7 +113,9 @@ def parse_wrk(route: str, out: str) -> WrkResult:
     if rps is None or set(latency) != {"50", "99"}:
         raise SystemExit(f"could not read wrk's output:\n{out}")
     errors = "; ".join(m.group(0).strip() for m in _ERRORS.finditer(out)) or "none"
-    return WrkResult(route, float(rps.group(1)), latency["50"], latency["99"], errors)
+    requests = _REQUESTS.search(out)
+    count = int(requests.group(1)) if requests else 0
+    return WrkResult(route, float(rps.group(1)), latency["50"], latency["99"], errors, count)
 
 
 async def _cold_key(base: str, concurrency: int) -> tuple[int, int]:
@@ -120,9 +141,9 @@ def _run(args: argparse.Namespace, redis_url: str, label: str) -> int:
         with tempfile.TemporaryDirectory(prefix="http-load-") as tmp:
             warm = argparse.Namespace(**{**vars(args), "duration": max(2, args.duration // 5)})
             print("warming the cache", file=sys.stderr, flush=True)
-            _wrk(warm, base, "cached", Path(tmp))
+            _wrk(warm, base, "cached", Path(tmp), proc.pid)
             routes = ("cached", "uncached", "floor")
-            results = [_wrk(args, base, r, Path(tmp)) for r in routes]
+            results = [_wrk(args, base, r, Path(tmp), proc.pid) for r in routes]
         ok, loads = asyncio.run(_cold_key(base, args.connections))
     finally:
         proc.terminate()
@@ -136,11 +157,13 @@ def _run(args: argparse.Namespace, redis_url: str, label: str) -> int:
         f"one uvicorn worker, no access log{limited}; fake database {args.db_ms:g} ms a "
         f"query; Redis: {label}\n"
     )
-    print("| route | req/s | p50 ms | p99 ms | errors |\n|---|---|---|---|---|")
+    print("| route | req/s | p50 ms | p99 ms | app CPU µs/req | errors |")
+    print("|---|---|---|---|---|---|")
     for r in results:
+        cpu = "—" if r.cpu_us is None else f"{r.cpu_us:,.0f}"
         print(
             f"| `/{r.route}/{{id}}` | {r.requests_per_s:,.0f} | {r.p50_ms:.1f} | "
-            f"{r.p99_ms:.1f} | {r.errors} |"
+            f"{r.p99_ms:.1f} | {cpu} | {r.errors} |"
         )
     cached, uncached, floor = results
     print(

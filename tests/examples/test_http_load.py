@@ -38,6 +38,7 @@ def test_parse_wrk() -> None:
     assert result.p50_ms == pytest.approx(15.9)
     assert result.p99_ms == pytest.approx(173.4)
     assert "Non-2xx or 3xx responses: 12" in result.errors
+    assert result.requests == 19630
     micro = WRK_OUTPUT.replace("15.90ms", "900.00us").replace("173.40ms", "1.20s")
     parsed = parse_wrk("cached", micro)
     assert parsed.p50_ms == pytest.approx(0.9)
