@@ -431,9 +431,9 @@ def target_notes(results: list[ScenarioResult], info: RunInfo) -> list[str]:
         notes.append(
             "Quick run: targets are indicative only. Few short rounds make wide spreads "
             "(in brackets: the middle half of the per-round ratios, or the range over "
-            "repeats; none with one round). "
-            f"The real figure, without --quick: {_rerun_command(results)}"
+            "repeats; none with one round). The real figure, without --quick:"
         )
+        notes.append(_rerun_command(results))
     elif any(g.met is False for g in goals):
         notes.append(
             "A missed target is reported, not fatal (exit status 1 means a wrong answer). "
@@ -451,7 +451,11 @@ def summary_lines(results: list[ScenarioResult], info: RunInfo, ran: list[str]) 
     notes = [
         wrapped
         for note in target_notes(results, info)
-        for wrapped in textwrap.wrap(note, 78, initial_indent="  ", subsequent_indent="  ")
+        for wrapped in (
+            [f"    {note}"]  # a command stays on one line, to copy
+            if note.startswith("python -m")
+            else textwrap.wrap(note, 78, initial_indent="  ", subsequent_indent="  ")
+        )
     ]
     return ["", head, *lines, *notes, ""]
 
@@ -478,7 +482,8 @@ def write_report(
     summary = [f"- {r.scenario}: {g.line}" for r in results for g in r.goals]
     if summary:
         lines += ["", "## Targets", "", *summary]
-        lines += [line for note in target_notes(results, info) for line in ("", note)]
+        for note in target_notes(results, info):
+            lines += ["", f"`{note}`" if note.startswith("python -m") else note]
     for result in results:
         section = markdown(result, info).splitlines()
         lines += ["", *section]

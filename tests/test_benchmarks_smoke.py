@@ -132,7 +132,7 @@ def test_a_quick_summary_says_indicative_and_the_command_for_the_real_figure() -
     text = "\n".join(lines)
     assert "indicative" in text
     assert "(repeats: 1.2-2.3x)" in text
-    assert "python -m benchmarks --scenario lock" in " ".join(text.split())
+    assert "    python -m benchmarks --scenario lock" in lines, "the command on a line of its own"
     assert all(len(line) <= 80 for line in lines if "target" not in line)
 
 
