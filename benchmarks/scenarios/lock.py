@@ -40,7 +40,7 @@ CASHEWS = "cashews cache.lock"
 
 #: (workers, acquisitions each, uncontended cycles, repeats)
 FULL = (20, 10, 300, 3)
-QUICK = (10, 5, 100, 1)
+QUICK = (10, 5, 100, 3)  # three repeats: a median and a spread, even quick
 
 MakeLock = Callable[[str], AbstractAsyncContextManager[Any]]
 
