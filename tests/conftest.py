@@ -97,9 +97,14 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     dropped: list[pytest.Item] = []
     for item in items:
         callspec = getattr(item, "callspec", None)
-        name = callspec.params.get("backend") if callspec is not None else None
-        off = name in unavailable or (
-            name == "fakeredis" and item.get_closest_marker("real_only") is not None
+        params = callspec.params if callspec is not None else {}
+        name = params.get("backend")
+        # Fixtures of their own parametrized over "cluster" (test_resend's ``through``).
+        on_cluster = "cluster" in params.values()
+        off = (
+            name in unavailable
+            or (on_cluster and "cluster" in unavailable)
+            or (name == "fakeredis" and item.get_closest_marker("real_only") is not None)
         )
         (dropped if off else keep).append(item)
     if dropped:
