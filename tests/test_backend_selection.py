@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import types
 
 import pytest
 import redis
@@ -73,3 +74,49 @@ def test_redis_url_is_used_as_given(monkeypatch: pytest.MonkeyPatch) -> None:
     availability = decide()
     assert availability.url is None
     assert f"REDIS_URL=redis://127.0.0.1:{dead}/9 does not answer PING" in availability.reason
+
+
+class _Item:
+    def __init__(self, params: dict[str, object] | None, real_only: bool = False) -> None:
+        if params is not None:
+            self.callspec = types.SimpleNamespace(params=params)
+        self._real_only = real_only
+
+    def get_closest_marker(self, name: str) -> object | None:
+        return object() if name == "real_only" and self._real_only else None
+
+
+def _deselect(
+    monkeypatch: pytest.MonkeyPatch, items: list[_Item], *, ci: bool, off: set[str]
+) -> list[_Item]:
+    dropped: list[_Item] = []
+    config = types.SimpleNamespace(
+        hook=types.SimpleNamespace(pytest_deselected=lambda items: dropped.extend(items))
+    )
+    monkeypatch.setattr(conftest, "_unavailable", lambda: off)
+    monkeypatch.setattr(conftest, "in_ci", lambda: ci)
+    kept = list(items)
+    conftest.pytest_collection_modifyitems(config, kept)  # type: ignore[arg-type]
+    assert len(kept) + len(dropped) == len(items)
+    return dropped
+
+
+def test_tests_of_a_missing_backend_are_deselected_not_skipped(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    fake, real, cluster = (
+        _Item({"backend": "fakeredis"}),
+        _Item({"backend": "redis"}),
+        _Item({"backend": "cluster"}),
+    )
+    own_cluster, plain = _Item({"through": "cluster"}), _Item(None)
+    fake_real_only = _Item({"backend": "fakeredis"}, real_only=True)
+    items = [fake, real, cluster, own_cluster, plain, fake_real_only]
+    assert _deselect(monkeypatch, items, ci=False, off={"cluster"}) == [
+        cluster,
+        own_cluster,
+        fake_real_only,
+    ]
+    assert _deselect(monkeypatch, items, ci=False, off=set()) == [fake_real_only]
+    # CI=true: a missing backend's tests stay, to fail.
+    assert _deselect(monkeypatch, items, ci=True, off={"redis", "cluster"}) == [fake_real_only]
