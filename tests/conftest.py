@@ -81,11 +81,14 @@ def pytest_collection_finish(session: pytest.Session) -> None:
 
 
 def _unavailable() -> set[str]:
+    """The real backends without a server: a cluster's, or else the standalone one's."""
     names = set()
-    if standalone_availability().url is None:
-        names.add("redis")
-    if cluster_availability().url is None:
-        names.add("cluster")
+    for name in BACKEND_NAMES:
+        if name == "fakeredis":
+            continue
+        availability = cluster_availability() if name == "cluster" else standalone_availability()
+        if availability.url is None:
+            names.add(name)
     return names
 
 
