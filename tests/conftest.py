@@ -82,7 +82,7 @@ def pytest_collection_finish(session: pytest.Session) -> None:
 
 def _unavailable() -> set[str]:
     """The real backends without a server: a cluster's, or else the standalone one's."""
-    names = set()
+    names: set[str] = set()
     for name in BACKEND_NAMES:
         if name == "fakeredis":
             continue
