@@ -84,7 +84,7 @@ def client_ip(scope: Mapping[str, Any]) -> str:
     owns at least that much. Other prefix lengths:
     [`peer_ip`][aiocache_patterns.integrations.asgi.peer_ip]. Without a peer
     address, the key is
-    [`UNKNOWN_CLIENT`][aiocache_patterns.integrations.asgi.UNKNOWN_CLIENT].
+    `UNKNOWN_CLIENT`.
     """
     return _peer_key(scope, 32, 64)
 
@@ -131,7 +131,7 @@ def forwarded_ip(
 
     A forwarding header is read only if the connection's peer is one of your
     proxies (in ``trusted_proxies``; by default
-    [`DEFAULT_TRUSTED_PROXIES`][aiocache_patterns.integrations.asgi.DEFAULT_TRUSTED_PROXIES],
+    `DEFAULT_TRUSTED_PROXIES`,
     loopback and private networks, and a Unix socket); any other peer connected
     directly and is the client, whatever it sends. Of the header, only what your
     proxies appended is trusted. Every proxy *appends* the address it received the
@@ -153,7 +153,7 @@ def forwarded_ip(
     its ``for=`` parameters) or ``"x-real-ip"`` (one address, set by your proxy;
     only the peer is checked). Read the one your proxy writes, and make it
     overwrite or append to what the client sent. At most
-    [`MAX_CHAIN`][aiocache_patterns.integrations.asgi.MAX_CHAIN] entries are
+    `MAX_CHAIN` entries are
     read, from the right. The address found is grouped like
     [`peer_ip`][aiocache_patterns.integrations.asgi.peer_ip]'s.
     """

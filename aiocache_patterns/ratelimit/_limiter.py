@@ -139,7 +139,7 @@ class RateLimiter:
     >>> limiter = RateLimiter(redis, limit=100, window=60)  # doctest: +SKIP
     >>> result = await limiter.hit(f"user:{user_id}")
     >>> if not result.allowed:
-    ...     raise TooManyRequests(retry_after=result.retry_after)
+    ...     raise HTTPException(429, "Too many requests", headers=result.headers())
 
     Args:
         redis: a ``redis.asyncio.Redis``, ``RedisCluster`` or ``FakeAsyncRedis``.
