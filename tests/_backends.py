@@ -6,15 +6,17 @@ Three backends, one parametrized ``backend`` fixture (see ``conftest.py``):
     In-process ``fakeredis.FakeAsyncRedis`` with Lua (``lupa``), one fresh
     ``FakeServer`` per test. Always available.
 ``redis``
-    A real standalone server: the one at ``REDIS_URL`` when it is set (**the
-    tests FLUSHDB that database** before every test: never point ``REDIS_URL``
-    at data you want to keep); else a private ``redis-server`` the test session
-    starts on a free loopback port (nothing on disk, killed at exit) when the
-    binary is on PATH; else none. A Redis that happens to answer on 6379 is
-    never used unless ``REDIS_URL`` names it.
+    A real standalone server: the one at ``REDIS_URL`` when it is set and
+    that database is empty (the tests FLUSHDB it before every test and once more
+    at the end, so they refuse a database holding keys they did not create,
+    unless ``AIOCACHE_PATTERNS_TESTS_MAY_FLUSH=1``); else a private
+    ``redis-server`` the test session starts on a free loopback port (nothing
+    on disk, killed at exit) when the binary is on PATH; else none. A Redis
+    that happens to answer on 6379 is never used unless ``REDIS_URL`` names it.
 ``cluster``
     A real Redis Cluster at ``REDIS_CLUSTER_URL`` (no default; ``.ci/cluster start
-    DIR`` makes one). **The tests FLUSHALL every primary** before every test.
+    DIR`` makes one), when it is empty: the tests FLUSHALL every primary before
+    every test and at the end, and refuse a cluster holding other keys, as above.
 
 A real backend that is not available is not run (``conftest.py`` deselects its
 tests and says so once, in the header), except with ``CI=true``, where its
@@ -90,9 +92,48 @@ def standalone_availability() -> Availability:
             socket_timeout=_PROBE_TIMEOUT,
         ) as client:
             client.ping()
+            refusal = _claim(env_url, "REDIS_URL", client.dbsize())
     except (RedisError, OSError) as exc:
         return Availability(None, f"REDIS_URL={env_url} does not answer PING: {exc}")
+    if refusal:
+        return Availability(None, refusal)
     return Availability(env_url, source="REDIS_URL")
+
+
+#: Set to 1 to let the tests flush a database that already holds keys
+#: (CI does, for its own scratch database).
+MAY_FLUSH_ENV = "AIOCACHE_PATTERNS_TESTS_MAY_FLUSH"
+
+
+def _claim(url: str, name: str, keys: int) -> str:
+    """Take the database at ``url`` for this session, or say why not.
+
+    The tests flush their database before every test, so they take only one
+    that is empty (or that ``MAY_FLUSH_ENV`` declares disposable): data they
+    did not create is never touched. A database taken is emptied again when
+    the session ends, so the next run finds it empty too.
+    """
+    if keys and os.environ.get(MAY_FLUSH_ENV, "").strip() not in {"1", "true", "yes"}:
+        return (
+            f"{name}={url} holds {keys} keys the tests did not create, and the tests "
+            f"flush their database: point {name} at an empty one (or set "
+            f"{MAY_FLUSH_ENV}=1 if its data is disposable)"
+        )
+    atexit.register(_empty_quietly, url, name)
+    return ""
+
+
+def _empty_quietly(url: str, name: str) -> None:
+    """Empty what the session used at ``url`` (its test data), at exit."""
+    try:
+        if name == "REDIS_CLUSTER_URL":
+            with redis.RedisCluster.from_url(url, socket_timeout=_PROBE_TIMEOUT) as cluster:
+                cluster.flushall(target_nodes=redis.RedisCluster.PRIMARIES)
+        else:
+            with redis.Redis.from_url(url, socket_timeout=_PROBE_TIMEOUT) as client:
+                client.flushdb()
+    except (RedisClusterException, RedisError, OSError):
+        pass  # gone already: nothing of ours is left to clean
 
 
 def _private_availability() -> Availability:
@@ -133,10 +174,14 @@ def cluster_availability() -> Availability:
         )
         try:
             client.ping(target_nodes=redis.RedisCluster.PRIMARIES)
+            keys = client.dbsize(target_nodes=redis.RedisCluster.PRIMARIES)  # summed
+            refusal = _claim(url, "REDIS_CLUSTER_URL", int(keys))
         finally:
             client.close()
     except (RedisClusterException, RedisError, OSError) as exc:
         return Availability(None, f"REDIS_CLUSTER_URL={url} is not a usable cluster: {exc}")
+    if refusal:
+        return Availability(None, refusal)
     return Availability(url)
 
 

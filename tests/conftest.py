@@ -15,9 +15,10 @@ Which real backends run: ``REDIS_URL`` if set, else a private ``redis-server``
 this session starts on a free port (when the binary is on PATH); a cluster only
 at ``REDIS_CLUSTER_URL``. The header says which run and how to enable the
 others; the tests of a backend that is not available are deselected (with
-``CI=true`` they run and fail instead). WARNING: the real backends are flushed
-before every test: FLUSHDB on the database at ``REDIS_URL`` and FLUSHALL on
-every primary of ``REDIS_CLUSTER_URL``. See ``tests/_backends.py``.
+``CI=true`` they run and fail instead). The real backends are flushed before
+every test (FLUSHDB on the database at ``REDIS_URL``, FLUSHALL on every primary
+of ``REDIS_CLUSTER_URL``) and at the end, so a database or cluster that holds
+keys the tests did not create is refused, not used. See ``tests/_backends.py``.
 
 ``private_server`` -> a :class:`tests._servers.RedisProcess` of its own (a
                       ``redis-server`` on a free port, killed after the test),

@@ -120,3 +120,50 @@ def test_tests_of_a_missing_backend_are_deselected_not_skipped(
     assert _deselect(monkeypatch, items, ci=False, off=set()) == [fake_real_only]
     # CI=true: a missing backend's tests stay, to fail.
     assert _deselect(monkeypatch, items, ci=True, off={"redis", "cluster"}) == [fake_real_only]
+
+
+@pytest.fixture
+def server_with_data(fresh: None, monkeypatch: pytest.MonkeyPatch) -> str:
+    """REDIS_URL naming a private server whose db 3 holds a key nobody gave the tests."""
+    if redis_server_binary() is None:
+        pytest.skip("redis-server is not on PATH")
+    private = _backends._private_availability()
+    assert private.url is not None
+    url = private.url.rsplit("/", 1)[0] + "/3"
+    with redis.Redis.from_url(url) as client:
+        client.set(b"someone-elses", b"data")
+    monkeypatch.setenv("REDIS_URL", url)
+    monkeypatch.delenv(_backends.MAY_FLUSH_ENV, raising=False)
+    return url
+
+
+def test_redis_url_holding_other_data_is_refused_and_left_alone(server_with_data: str) -> None:
+    availability = decide()
+    assert availability.url is None
+    assert "holds 1 keys the tests did not create" in availability.reason
+    assert _backends.MAY_FLUSH_ENV in availability.reason
+    with redis.Redis.from_url(server_with_data) as client:
+        assert client.get(b"someone-elses") == b"data"
+
+
+def test_redis_url_declared_disposable_is_taken(
+    server_with_data: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(_backends.MAY_FLUSH_ENV, "1")
+    assert decide().url == server_with_data
+
+
+def test_an_empty_redis_url_is_taken_and_emptied_at_exit(
+    server_with_data: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with redis.Redis.from_url(server_with_data) as client:
+        client.delete(b"someone-elses")
+    emptied: list[tuple[str, str]] = []
+    monkeypatch.setattr(_backends.atexit, "register", lambda *args: emptied.append(args[1:]))
+    assert decide().url == server_with_data
+    assert emptied == [(server_with_data, "REDIS_URL")]
+    with redis.Redis.from_url(server_with_data) as client:
+        client.set(b"left-by-a-test", b"x")
+    _backends._empty_quietly(server_with_data, "REDIS_URL")
+    with redis.Redis.from_url(server_with_data) as client:
+        assert client.dbsize() == 0
