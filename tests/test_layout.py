@@ -35,6 +35,7 @@ LAYERS = {
     "lock": 3,
     "ratelimit": 3,
     "leaderboard": 3,
+    "idempotency": 3,
     "integrations": 4,
 }
 
