@@ -193,7 +193,12 @@ class Idempotency:
         if payload is not None and len(payload) > self.max_result_bytes:
             payload = None
         try:
-            await self.complete(claim, payload)
+            if not await self.complete(claim, payload):
+                logger.warning(
+                    "idempotency: the claim on %r was lost before its result was stored "
+                    "(its lease ended, or the record vanished); the key may run again",
+                    claim.redis_key[:200],
+                )
         except CachePatternsError as exc:
             logger.warning(
                 "idempotency: the result of %r could not be stored (%s); the key is free "
