@@ -19,8 +19,9 @@ SHA-256 of the body), and a repeat gets it back, marked
   be fingerprinted before the app runs);
 * ``503`` Redis could not be asked and ``fail_open=False``.
 
-Responses with a status of 500 or more, and apps that raise, are not stored:
-a retry runs again. See docs/idempotency.md.
+Responses with a status of 500 or more, those in ``NOT_STORED`` (401, 403,
+407, 408, 409, 425, 429: answers about the attempt, not the request), and
+apps that raise are not stored: a retry runs again. See docs/idempotency.md.
 """
 
 from __future__ import annotations
@@ -43,7 +44,13 @@ from ..errors import (
 from ..idempotency import Concurrent, Idempotency, IdempotencyClaim, IdempotencyReplay
 from ..keys import quote
 
-__all__ = ["DROPPED_HEADERS", "REPLAYED_HEADER", "IdempotencyMiddleware", "Principal"]
+__all__ = [
+    "DROPPED_HEADERS",
+    "NOT_STORED",
+    "REPLAYED_HEADER",
+    "IdempotencyMiddleware",
+    "Principal",
+]
 
 logger = logging.getLogger("aiocache_patterns.idempotency")
 
@@ -88,6 +95,11 @@ DROPPED_HEADERS: Final = frozenset(
         b"x-ratelimit-reset",
     }
 )
+
+#: 4xx answers about the attempt rather than the request (credentials, a timeout, a
+#: conflict, too early, a rate limit): not stored, so a retry runs again. Every 5xx
+#: is not stored either; other 4xx are (they are the request's answer).
+NOT_STORED: Final = frozenset({401, 403, 407, 408, 409, 425, 429})
 
 _MAX_KEY_CHARS: Final = 255
 _FORMAT: Final = b"1"  # first byte of a stored response: the encoding's version
@@ -291,7 +303,7 @@ class IdempotencyMiddleware:
         except BaseException:
             await idem.release(claim)
             raise
-        if status is None or status >= 500 or not finished:
+        if status is None or status >= 500 or status in NOT_STORED or not finished:
             await idem.release(claim)
             return
         payload = _encode(status, headers, b"".join(chunks)) if size <= self._max_body else None

@@ -295,7 +295,6 @@ class IdempotencyScenario:
         )
 
 
-
 def _burst(runs: int, replies: list[dict[str, Any]]) -> Burst:
     statuses: dict[str, int] = {}
     bodies: set[str] = set()

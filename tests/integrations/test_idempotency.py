@@ -162,19 +162,19 @@ async def test_concurrent_duplicates_run_once(
                 assert response.headers["retry-after"] == "1"
 
 
-@pytest.mark.parametrize("failure", ["500", "raise"])
+@pytest.mark.parametrize("failure", ["500", "429", "401", "raise"])
 async def test_a_failed_request_is_not_stored(redis: Any, failure: str) -> None:
     endpoint = Endpoint()
-    if failure == "500":
-        endpoint.status = 503
-    else:
+    if failure == "raise":
         endpoint.raise_error = True
+    else:
+        endpoint.status = 503 if failure == "500" else int(failure)
     async with _client(_app(endpoint, redis=redis)) as client:
-        if failure == "500":
-            assert (await _post(client, "k")).status_code == 503
-        else:
+        if failure == "raise":
             with pytest.raises(RuntimeError):
                 await _post(client, "k")
+        else:
+            assert (await _post(client, "k")).status_code == endpoint.status
         endpoint.status, endpoint.raise_error = 201, False
         retried = await _post(client, "k")
     assert retried.status_code == 201
