@@ -50,8 +50,10 @@ if next_fence >= 9007199254740992 then
     next_fence = now_us
 end
 next_fence = string.format('%.0f', next_fence)
-redis.call('DEL', KEYS[1])
+-- The HSET is the first write: on a full Redis (noeviction) it is refused, and the
+-- claim with it, before anything changed (a DEL first would let it through).
 redis.call('HSET', KEYS[1], 's', 'run', 't', ARGV[1], 'f', next_fence,
     'e', now_ms + tonumber(ARGV[3]), 'p', ARGV[2])
+redis.call('HDEL', KEYS[1], 'v')
 redis.call('PEXPIRE', KEYS[1], ARGV[4])
 return {0, next_fence}

@@ -1,0 +1,114 @@
+"""Idempotency against faults on a private server: a lost reply (the claim and the
+completion are resent and applied once), a full Redis (the key is freed, not left
+claimed), a cancelled caller (nothing left claimed)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+import redis.asyncio as aioredis
+
+from aiocache_patterns import Idempotency, RedisOutOfMemory
+from aiocache_patterns.idempotency import IdempotencyClaim
+from tests._proxy import FaultProxy
+from tests._servers import RedisProcess, redis_full
+
+
+@pytest.fixture
+async def through(private_server: RedisProcess) -> AsyncIterator[tuple[Any, FaultProxy]]:
+    """A default client whose traffic passes through a fault proxy."""
+    async with FaultProxy("127.0.0.1", private_server.port) as proxy:
+        client = aioredis.Redis(port=proxy.port)
+        try:
+            yield client, proxy
+        finally:
+            await client.aclose()
+
+
+async def test_a_claim_whose_reply_was_lost_is_resent_and_applied_once(
+    through: tuple[Any, FaultProxy],
+) -> None:
+    client, proxy = through
+    idem = Idempotency(client, ttl=60, timeout=2)
+    await idem.run("warm", "fp", _op([]))  # connected, scripts loaded
+    calls: list[int] = []
+    proxy.cut_replies()  # the claim runs; its reply is lost; resent (safe)
+    result = await idem.run("k", "fp", _op(calls))
+    assert proxy.cuts == 1
+    assert calls == [result]  # ran once, under the fence the first send issued
+    assert await idem.run("k", "fp", _op(calls)) == result
+
+
+async def test_a_completion_whose_reply_was_lost_is_resent(
+    through: tuple[Any, FaultProxy],
+) -> None:
+    client, proxy = through
+    idem = Idempotency(client, ttl=60, timeout=2)
+    await idem.run("warm", "fp", _op([]))
+    claim = await idem.start("k", "fp")
+    assert isinstance(claim, IdempotencyClaim)
+    proxy.cut_replies()
+    assert await idem.complete(claim, b'"done"') is True  # the repeat answers the same
+    assert proxy.cuts == 1
+    calls: list[int] = []
+    assert await idem.run("k", "fp", _op(calls)) == "done"
+    assert calls == []
+
+
+async def test_a_full_redis_at_completion_frees_the_key(
+    private_server: RedisProcess,
+) -> None:
+    client = aioredis.Redis(port=private_server.port)
+    admin = aioredis.Redis(port=private_server.port)
+    try:
+        idem = Idempotency(client, ttl=60, lease=30)
+        claim = await idem.start("k", "fp")
+        assert isinstance(claim, IdempotencyClaim)
+        async with redis_full(admin):
+            with pytest.raises(RedisOutOfMemory):
+                await idem.complete(claim, b"x" * 10_000)
+            assert await admin.exists(claim.redis_key) == 0  # not left claimed for 30 s
+
+            ran: list[int] = []
+            with pytest.raises(RedisOutOfMemory):  # the claim is refused: nothing runs
+                await idem.run("k2", "fp", _op(ran))
+            assert ran == []
+        calls: list[int] = []
+        await idem.run("k", "fp", _op(calls))  # free again: runs
+        assert len(calls) == 1
+    finally:
+        await client.aclose()
+        await admin.aclose()
+
+
+async def test_a_cancelled_waiter_leaves_nothing_behind(redis: Any) -> None:
+    idem = Idempotency(redis, ttl=60, concurrent="wait", wait_timeout=30)
+    started = asyncio.Event()
+    release = asyncio.Event()
+
+    async def slow(fence: int) -> int:
+        started.set()
+        await release.wait()
+        return fence
+
+    first = asyncio.create_task(idem.run("k", "fp", slow))
+    await started.wait()
+    waiter = asyncio.create_task(idem.run("k", "fp", slow))
+    await asyncio.sleep(0.1)
+    waiter.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiter
+    release.set()
+    fence = await first
+    assert await idem.run("k", "fp", slow) == fence  # the waiter's leaving changed nothing
+
+
+def _op(calls: list[int]) -> Any:
+    async def op(fence: int) -> int:
+        calls.append(fence)
+        return fence
+
+    return op
