@@ -32,6 +32,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Final, Literal, TypeVar
 
+from .._redis.eviction import NOEVICTION, EvictionRisk, warn_if_evictable
 from .._redis.executor import executor_for
 from .._redis.notify import notifier_for
 from .._redis.scripts import load_script
@@ -57,6 +58,13 @@ _EXTEND: Final = load_script(__package__, "extend", libs=("lib",))
 DEFAULT_MAX_RESULT_BYTES: Final = 1024 * 1024
 
 _CLAIMED, _DONE, _MISMATCH, _RUNNING = 0, 1, 2, 3
+
+#: Records have a TTL, so only ``noeviction`` keeps them when Redis is full.
+IDEMPOTENCY: Final = EvictionRisk(
+    "idempotency store",
+    NOEVICTION,
+    "an evicted record frees its key, so a retry runs the operation again",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,6 +228,7 @@ class Idempotency:
         rkey = self._keys.key(key)
         digest = fingerprint_digest(fingerprint)
         token = secrets.token_hex(16).encode()
+        warn_if_evictable(self._executor, IDEMPOTENCY)
         reply = await self._claim(rkey, token, digest)
         if int(reply[0]) != _RUNNING:
             return self._outcome(rkey, token, reply)

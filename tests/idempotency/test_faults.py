@@ -5,6 +5,7 @@ claimed), a cancelled caller (nothing left claimed)."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -12,9 +13,10 @@ import pytest
 import redis.asyncio as aioredis
 
 from aiocache_patterns import Idempotency, RedisOutOfMemory
+from aiocache_patterns._redis import eviction
 from aiocache_patterns.idempotency import IdempotencyClaim
 from tests._proxy import FaultProxy
-from tests._servers import RedisProcess, redis_full
+from tests._servers import RedisProcess, private_redis, redis_full, redis_server_binary
 
 
 @pytest.fixture
@@ -112,3 +114,22 @@ def _op(calls: list[int]) -> Any:
         return fence
 
     return op
+
+
+@pytest.mark.skipif(redis_server_binary() is None, reason="needs redis-server")
+async def test_an_evicting_redis_is_reported_once(caplog: pytest.LogCaptureFixture) -> None:
+    async with private_redis("--maxmemory", "100mb", "--maxmemory-policy", "volatile-lru") as p:
+        client = aioredis.Redis(port=p.port)
+        try:
+            for key in ("a", "b", "c"):
+                await Idempotency(client, ttl=60).run(key, "fp", _op([]))
+            deadline = time.monotonic() + 5
+            while eviction._tasks:
+                assert time.monotonic() < deadline
+                await asyncio.sleep(0.01)
+        finally:
+            await client.aclose()
+    found = [r.getMessage() for r in caplog.records if r.name == "aiocache_patterns.eviction"]
+    (line,) = found
+    assert "idempotency store" in line
+    assert "volatile-lru" in line
