@@ -138,7 +138,8 @@ class IdempotencyMiddleware:
             the key is shared by everyone who can reach the app (the fingerprint
             still keeps another request from getting the response).
         header: the request header carrying the key.
-        namespace: prefix of the records' keys.
+        namespace: prefix of the records' keys (not the ``Idempotency`` default, so a
+            worker's keys and the app's never meet).
     """
 
     def __init__(
@@ -158,7 +159,7 @@ class IdempotencyMiddleware:
         max_request_bytes: int = 10 * 1024 * 1024,
         principal: Principal | None = None,
         header: str = "Idempotency-Key",
-        namespace: str = "idempotency",
+        namespace: str = "http-idempotency",
     ) -> None:
         if not callable(app):
             raise TypeError(f"app must be an ASGI application, not {type(app).__name__}")

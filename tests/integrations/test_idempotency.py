@@ -292,3 +292,34 @@ async def test_arguments_are_checked(redis: Any) -> None:
         _app(endpoint, redis=redis, header="")
     with pytest.raises(ValueError, match="concurrent"):
         _app(endpoint, redis=redis, concurrent="queue")
+
+
+async def test_a_request_cancelled_mid_way_frees_the_key(redis: Any) -> None:
+    """The client went away (the server cancels the request's task): a retry runs."""
+    endpoint = Endpoint()
+    endpoint.delay = 30
+    app = _app(endpoint, redis=redis)
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": "/charges",
+        "query_string": b"",
+        "headers": [(b"idempotency-key", b"k")],
+    }
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"10 EUR", "more_body": False}
+
+    async def send(message: Any) -> None:
+        pass
+
+    task = asyncio.create_task(app(scope, receive, send))
+    await endpoint.started.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    endpoint.delay = 0
+    async with _client(app) as client:
+        retried = await _post(client, "k")
+    assert retried.status_code == 201
+    assert endpoint.calls == 2
