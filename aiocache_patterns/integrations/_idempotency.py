@@ -109,6 +109,10 @@ class _TooLarge(Exception):
     pass
 
 
+class _Disconnected(Exception):
+    pass
+
+
 class IdempotencyMiddleware:
     """Exactly-once requests under an ``Idempotency-Key`` header, for any ASGI app.
 
@@ -216,6 +220,8 @@ class IdempotencyMiddleware:
             body = await _read_body(receive, self._max_request)
         except _TooLarge:
             await _problem(send, 413, "the request body is too large for an idempotent request")
+            return
+        except _Disconnected:
             return
         replay_receive = _replaying(body, receive)
         record_key = await self._record_key(scope, key)
@@ -343,8 +349,9 @@ async def _read_body(receive: _Receive, limit: int) -> bytes:
     while True:
         message = await receive()
         if message["type"] != "http.request":
-            # http.disconnect: the client left; the app will see the same.
-            break
+            # http.disconnect before the whole body came: nobody to answer, and a
+            # fingerprint of half a body must not claim the key.
+            raise _Disconnected
         chunk = bytes(message.get("body", b""))
         size += len(chunk)
         if size > limit:

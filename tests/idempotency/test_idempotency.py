@@ -285,3 +285,20 @@ async def test_the_result_is_returned_when_it_cannot_be_stored(
     again = Counter()
     await idem.run("k", "fp", again)  # not stored: the key runs again
     assert len(again.calls) == 1
+
+
+async def test_a_long_operation_keeps_its_record_past_the_ttl(redis: Any) -> None:
+    idem = Idempotency(redis, ttl=0.6, lease=0.3)
+    calls: list[int] = []
+
+    async def slow(fence: int) -> int:
+        calls.append(fence)
+        await asyncio.sleep(1.2)  # twice the ttl: the renewals keep the record
+        return fence
+
+    first = asyncio.create_task(idem.run("k", "fp", slow))
+    await asyncio.sleep(0.9)
+    with pytest.raises(IdempotencyConflict):
+        await idem.run("k", "fp", slow)
+    await first
+    assert len(calls) == 1

@@ -323,3 +323,33 @@ async def test_a_request_cancelled_mid_way_frees_the_key(redis: Any) -> None:
         retried = await _post(client, "k")
     assert retried.status_code == 201
     assert endpoint.calls == 2
+
+
+async def test_a_client_gone_before_its_body_claims_nothing(redis: Any) -> None:
+    endpoint = Endpoint()
+    app = _app(endpoint, redis=redis)
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": "/charges",
+        "query_string": b"",
+        "headers": [(b"idempotency-key", b"k")],
+    }
+    messages: list[dict[str, Any]] = [
+        {"type": "http.request", "body": b"10 ", "more_body": True},
+        {"type": "http.disconnect"},
+    ]
+
+    async def receive() -> dict[str, Any]:
+        return messages.pop(0)
+
+    sent: list[Any] = []
+
+    async def send(message: Any) -> None:
+        sent.append(message)
+
+    await app(scope, receive, send)
+    assert sent == []
+    assert endpoint.calls == 0
+    async with _client(app) as client:
+        assert (await _post(client, "k")).status_code == 201  # the whole body: runs
