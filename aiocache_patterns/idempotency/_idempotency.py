@@ -282,9 +282,32 @@ class Idempotency:
     # -- internals -----------------------------------------------------------------
 
     async def _claim(self, rkey: bytes, token: bytes, digest: bytes) -> Any:
-        return await self._executor.script(
-            _CLAIM, [rkey], [token, digest, self._lease_ms, self._ttl_ms], self._timeout
+        # In a task of its own: a caller cancelled while its claim is in flight still
+        # learns (in a callback) whether Redis applied it, and gives the key back
+        # then, rather than leave it claimed until the lease ends.
+        task = asyncio.get_running_loop().create_task(
+            self._executor.script(
+                _CLAIM, [rkey], [token, digest, self._lease_ms, self._ttl_ms], self._timeout
+            )
         )
+        try:
+            return await asyncio.shield(task)
+        except asyncio.CancelledError:
+            task.add_done_callback(lambda done: self._give_back(rkey, token, done))
+            raise
+
+    def _give_back(self, rkey: bytes, token: bytes, claim: asyncio.Task[Any]) -> None:
+        """After a cancelled caller's claim finished: free the key if it was claimed."""
+        if claim.cancelled() or claim.exception() is not None:
+            return
+        if int(claim.result()[0]) != _CLAIMED:
+            return
+        args = [token, b"free", b"", self._ttl_ms, b"0", self._channel(rkey)]
+        task = asyncio.get_running_loop().create_task(
+            self._executor.script(_COMPLETE, [rkey], args, self._timeout)
+        )
+        self._background.add(task)
+        task.add_done_callback(_forget(self._background))
 
     def _outcome(
         self, rkey: bytes, token: bytes, reply: Any

@@ -133,3 +133,28 @@ async def test_an_evicting_redis_is_reported_once(caplog: pytest.LogCaptureFixtu
     (line,) = found
     assert "idempotency store" in line
     assert "volatile-lru" in line
+
+
+async def test_a_caller_cancelled_while_its_claim_is_in_flight_holds_nothing(
+    through: tuple[Any, FaultProxy],
+) -> None:
+    client, proxy = through
+    idem = Idempotency(client, ttl=60, lease=30, timeout=5)
+    await idem.run("warm", "fp", _op([]))
+    calls: list[int] = []
+    proxy.stall()  # the claim is sent, and waits in the proxy
+    task = asyncio.create_task(idem.run("k", "fp", _op(calls)))
+    await asyncio.sleep(0.1)
+    task.cancel()
+    proxy.resume()  # the claim is applied in Redis after its caller left
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert calls == []
+    for _ in range(100):  # the key is given back (in the background), not held for 30 s
+        claim = await client.hget(b"idempotency:{k}", b"s")
+        if claim != b"run":
+            break
+        await asyncio.sleep(0.02)
+    assert claim == b"free"
+    await idem.run("k", "fp", _op(calls))
+    assert len(calls) == 1
