@@ -18,6 +18,9 @@ from .cache import CachedFunction as CachedFunction
 from .cache import CacheStats as CacheStats
 from .errors import CachePatternsError as CachePatternsError
 from .errors import CircuitOpen as CircuitOpen
+from .errors import IdempotencyConflict as IdempotencyConflict
+from .errors import IdempotencyError as IdempotencyError
+from .errors import IdempotencyKeyReused as IdempotencyKeyReused
 from .errors import LockError as LockError
 from .errors import LockLost as LockLost
 from .errors import LockNotAcquired as LockNotAcquired
@@ -29,6 +32,7 @@ from .errors import RedisOutOfMemory as RedisOutOfMemory
 from .errors import RedisTimeout as RedisTimeout
 from .errors import RedisUnavailable as RedisUnavailable
 from .errors import SerializationError as SerializationError
+from .idempotency import Idempotency as Idempotency
 from .keys import KeyT as KeyT
 from .leaderboard import BoardPeriod as BoardPeriod
 from .leaderboard import KeepPolicy as KeepPolicy
@@ -63,6 +67,10 @@ __all__ = (
     "CachedFunction",
     "CircuitOpen",
     "ClientStats",
+    "Idempotency",
+    "IdempotencyConflict",
+    "IdempotencyError",
+    "IdempotencyKeyReused",
     "JsonSerializer",
     "KeepPolicy",
     "KeyT",

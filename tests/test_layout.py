@@ -5,7 +5,7 @@ Layers, bottom up (docs/architecture.md draws them):
 0. ``errors``, ``_validate``: depend on nothing of the package;
 1. ``keys``, ``serializers``, ``singleflight``: the other basics, no Redis;
 2. ``_redis``: the one door to Redis;
-3. the patterns, ``cache``, ``lock``, ``ratelimit``, ``leaderboard``: each in
+3. the patterns, ``cache``, ``lock``, ``ratelimit``, ``leaderboard``, ``idempotency``: each in
    its own folder, none importing another;
 4. ``integrations``;
 5. the package's ``__init__``, re-exports only.
@@ -35,6 +35,7 @@ LAYERS = {
     "lock": 3,
     "ratelimit": 3,
     "leaderboard": 3,
+    "idempotency": 3,
     "integrations": 4,
 }
 

@@ -53,6 +53,7 @@ from ._client_keys import (
     forwarded_ip,
     peer_ip,
 )
+from ._idempotency import IdempotencyMiddleware
 
 try:  # Starlette is optional: only RateLimitDependency needs it.
     from starlette.exceptions import HTTPException
@@ -68,6 +69,7 @@ __all__ = [
     "UNKNOWN_CLIENT",
     "ASGIApp",
     "ForwardingHeader",
+    "IdempotencyMiddleware",
     "Key",
     "KeyFunc",
     "Message",
