@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import socket
 import types
 
@@ -159,7 +160,7 @@ def test_an_empty_redis_url_is_taken_and_emptied_at_exit(
     with redis.Redis.from_url(server_with_data) as client:
         client.delete(b"someone-elses")
     emptied: list[tuple[str, str]] = []
-    monkeypatch.setattr(_backends.atexit, "register", lambda *args: emptied.append(args[1:]))
+    monkeypatch.setattr(atexit, "register", lambda *args: emptied.append(args[1:]))
     assert decide().url == server_with_data
     assert emptied == [(server_with_data, "REDIS_URL")]
     with redis.Redis.from_url(server_with_data) as client:
