@@ -56,6 +56,7 @@ from .._redis.eviction import LOCK, EvictionRisk, warn_if_evictable
 from .._redis.executor import executor_for
 from .._redis.notify import Notifier, hand_over_locally, local_releases, notifier_for, releasing
 from .._redis.scripts import Script
+from .._telemetry import TELEMETRY, db_attributes
 from .._validate import Seconds, milliseconds, seconds, seconds_or_none
 from ..errors import (
     CachePatternsError,
@@ -165,6 +166,7 @@ class LeaseHolder:
         namespace: str,
         timeout: Seconds,
         poll_interval: Seconds,
+        tracing: bool | None = None,
     ) -> None:
         self._executor = executor_for(redis)
         self._notifier = notifier_for(redis)
@@ -197,6 +199,18 @@ class LeaseHolder:
         self._watchdog: asyncio.Task[None] | None = None
         self._holder: asyncio.Task[Any] | None = None
         self._cancelled_for_loss = False
+        kind = self._KIND
+        self._wait_attributes = {
+            outcome: {"kind": kind, "outcome": outcome}
+            for outcome in ("acquired", "timeout", "cancelled", "error")
+        }
+        TELEMETRY.traceable(
+            self,
+            tracing,
+            {name: f"{kind}.{name}" for name in ("acquire", "release", "extend")},
+            {**db_attributes(redis), "aiocache_patterns.namespace": namespace},
+        )
+        TELEMETRY.refresh()
 
     # -- what a subclass provides --------------------------------------------------
 
@@ -239,6 +253,23 @@ class LeaseHolder:
             raise LockError(
                 f"this {type(self).__name__} object already holds a lease; use one per holder"
             )
+        if not TELEMETRY.metrics_on:
+            return await self._acquire(wait_limit)
+        started = time.perf_counter()
+        outcome = "error"
+        try:
+            acquired = await self._acquire(wait_limit)
+            outcome = "acquired" if acquired else "timeout"
+            return acquired
+        except asyncio.CancelledError:
+            outcome = "cancelled"
+            raise
+        finally:
+            TELEMETRY.record_lock_wait(
+                time.perf_counter() - started, self._wait_attributes[outcome]
+            )
+
+    async def _acquire(self, wait_limit: float | None) -> bool:
         warn_if_evictable(self._executor, self._EVICTION)
         token = secrets.token_hex(16).encode()
         cancels = _cancel_requests()

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, Final, Literal, ParamSpec, TypeVar, get_a
 from .._redis.eviction import RATE_LIMITER, warn_if_evictable
 from .._redis.executor import executor_for
 from .._redis.scripts import Script, load_script
+from .._telemetry import TELEMETRY, AttrKey, attrs, db_attributes
 from .._validate import Seconds, positive_int, seconds
 from ..errors import RateLimitExceeded, RedisUnavailable
 from ..keys import KeyBuilder, KeyT, KeyTemplate
@@ -154,6 +155,8 @@ class RateLimiter:
         fail_open: what a hit returns when Redis cannot be asked: allowed
             (``True``, the default) or denied. Either way it is counted and logged.
         timeout: deadline of each Redis operation.
+        tracing: make an OpenTelemetry span per operation (``True``), none
+            (``False``), or as ``configure_telemetry(tracing=...)`` says (``None``).
     """
 
     def __init__(
@@ -167,6 +170,7 @@ class RateLimiter:
         namespace: str = "rl",
         fail_open: bool = True,
         timeout: Seconds = 1.0,
+        tracing: bool | None = None,
     ) -> None:
         self._executor = executor_for(redis)
         self._rates = _rates(limit, window, rates)
@@ -189,8 +193,15 @@ class RateLimiter:
         for rate in self._rates:
             self._rate_args += [str(rate.limit).encode(), str(rate.window_us).encode()]
         self._max_cost = min(r.limit for r in self._rates)
-        self._allowed = self._denied = self._errors = 0
+        self._counts = _Counts()
         self._namespace = namespace
+        _observe(self, namespace, algorithm, fail_open, self._counts)
+        TELEMETRY.traceable(
+            self,
+            tracing,
+            _SPANS,
+            {**db_attributes(redis), "aiocache_patterns.namespace": namespace},
+        )
         self._unlogged = 0
         self._last_error_log = -math.inf
         self._eviction_checked = False
@@ -208,7 +219,8 @@ class RateLimiter:
     @property
     def stats(self) -> RateLimiterStats:
         """Decisions since construction, as a frozen snapshot."""
-        return RateLimiterStats(self._allowed, self._denied, self._errors)
+        counts = self._counts
+        return RateLimiterStats(counts.allowed, counts.denied, counts.errors)
 
     async def hit(self, key: KeyT, cost: int = 1) -> RateLimitResult:
         """Spend ``cost`` units of ``key``'s quota if every rate allows it."""
@@ -279,9 +291,9 @@ class RateLimiter:
         rate = self._rates[int(reply[1]) - 1]
         if mode == "hit":
             if allowed:
-                self._allowed += 1
+                self._counts.allowed += 1
             else:
-                self._denied += 1
+                self._counts.denied += 1
         return RateLimitResult(
             allowed=allowed,
             limit=rate.limit,
@@ -295,12 +307,13 @@ class RateLimiter:
         """A decision without Redis: ``fail_open`` decides. A hit is counted in
         ``stats.errors``; every such decision is logged, at most one line a second
         saying how many were made since the last line."""
+        counts = self._counts
         if counted:
-            self._errors += 1
+            counts.errors += 1
             if self._fail_open:
-                self._allowed += 1
+                counts.allowed += 1
             else:
-                self._denied += 1
+                counts.denied += 1
         self._unlogged += 1
         now = time.monotonic()
         if now - self._last_error_log >= 1.0:
@@ -313,7 +326,7 @@ class RateLimiter:
                 exc,
                 policy,
                 self._unlogged,
-                self._errors,
+                counts.errors,
             )
             self._unlogged = 0
         rate = min(self._rates, key=lambda r: r.limit)
@@ -327,6 +340,40 @@ class RateLimiter:
             window=rate.window,
             degraded=True,
         )
+
+
+#: The operations that make a span when tracing is on (method: span name).
+_SPANS: Final = {name: f"ratelimit.{name}" for name in ("hit", "peek", "reset")}
+
+
+class _Counts:
+    """A limiter's decisions (hits only); ``errors`` were decided without Redis."""
+
+    __slots__ = ("allowed", "denied", "errors")
+
+    def __init__(self) -> None:
+        self.allowed = self.denied = self.errors = 0
+
+
+def _observe(
+    owner: object, namespace: str, algorithm: str, fail_open: bool, counts: _Counts
+) -> None:
+    """Report ``counts`` as ``aiocache_patterns.ratelimit.decisions`` (read when collected):
+    ``degraded`` are the decisions made without Redis, counted apart from the others."""
+    allowed, denied, degraded = (
+        attrs(namespace=namespace, algorithm=algorithm, result=r)
+        for r in ("allowed", "denied", "degraded")
+    )
+
+    def read(c: _Counts) -> list[tuple[AttrKey, int]]:
+        return [
+            (allowed, c.allowed - (c.errors if fail_open else 0)),
+            (denied, c.denied - (0 if fail_open else c.errors)),
+            (degraded, c.errors),
+        ]
+
+    TELEMETRY.limiters.add(owner, counts, read)
+    TELEMETRY.refresh()
 
 
 def _rates(limit: object, window: object, rates: Iterable[Rate] | None) -> tuple[Rate, ...]:
