@@ -185,14 +185,10 @@ class RateLimiter:
             raise TypeError("fail_open must be a bool")
         self._fail_open = fail_open
         self._timeout = seconds(timeout, "timeout")
-        tag = _KEY_TAGS[algorithm]
-        self._suffixes = [f"{tag}:{r.limit}:{r.window_us}" for r in self._rates]
-        # Every argument that never changes, encoded once: redis-py would encode
-        # each of them again, in Python, on every hit.
-        self._rate_args: list[bytes] = [str(len(self._rates)).encode()]
-        for rate in self._rates:
-            self._rate_args += [str(rate.limit).encode(), str(rate.window_us).encode()]
-        self._max_cost = min(r.limit for r in self._rates)
+        self._tag = _KEY_TAGS[algorithm]
+        self._plan = _Plan(self._tag, self._rates)
+        #: Plans of rates given per call (``hit(key, rates=...)``), built once each.
+        self._plans: dict[tuple[Rate, ...], _Plan] = {self._rates: self._plan}
         self._counts = _Counts()
         self._namespace = namespace
         _observe(self, namespace, algorithm, fail_open, self._counts)
@@ -222,18 +218,31 @@ class RateLimiter:
         counts = self._counts
         return RateLimiterStats(counts.allowed, counts.denied, counts.errors)
 
-    async def hit(self, key: KeyT, cost: int = 1) -> RateLimitResult:
-        """Spend ``cost`` units of ``key``'s quota if every rate allows it."""
-        return await self._decide(key, self._cost(cost), "hit")
+    async def hit(
+        self, key: KeyT, cost: int = 1, *, rates: Rate | Sequence[Rate] | None = None
+    ) -> RateLimitResult:
+        """Spend ``cost`` units of ``key``'s quota if every rate allows it.
 
-    async def peek(self, key: KeyT) -> RateLimitResult:
+        ``rates``: check these instead of the limiter's own, for this call (a
+        limit that depends on the caller's plan, say). Each set of rates counts
+        apart: a key's usage under ``Rate(10, 60)`` is not its usage under
+        ``Rate(100, 60)``.
+        """
+        plan = self._plan if rates is None else self._plan_for(rates)
+        return await self._decide(key, self._cost(cost, plan), "hit", plan)
+
+    async def peek(
+        self, key: KeyT, *, rates: Rate | Sequence[Rate] | None = None
+    ) -> RateLimitResult:
         """What a hit of cost 1 would get now, consuming nothing."""
-        return await self._decide(key, 1, "peek")
+        plan = self._plan if rates is None else self._plan_for(rates)
+        return await self._decide(key, 1, "peek", plan)
 
-    async def reset(self, key: KeyT) -> None:
-        """Forget ``key``'s usage: its full quota is available again."""
+    async def reset(self, key: KeyT, *, rates: Rate | Sequence[Rate] | None = None) -> None:
+        """Forget ``key``'s usage (under ``rates``, if given): its full quota is back."""
+        plan = self._plan if rates is None else self._plan_for(rates)
         # UNLINK: a big sliding log is freed in the background, not while Redis waits.
-        commands = [("UNLINK", k) for k in self._redis_keys(self._keys.key(key))]
+        commands = [("UNLINK", k) for k in plan.redis_keys(self._keys.key(key))]
         for reply in await self._executor.commands(commands, self._timeout):
             if isinstance(reply, BaseException):
                 raise reply
@@ -247,7 +256,7 @@ class RateLimiter:
         ``key`` is a ``str.format`` template over the function's parameters
         (``"user:{user_id}"``) or a function of the same arguments returning the key.
         """
-        cost = self._cost(cost)
+        cost = self._cost(cost, self._plan)
 
         def decorate(fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
             key_for = KeyTemplate(fn, key if isinstance(key, str) else None)
@@ -265,30 +274,45 @@ class RateLimiter:
 
     # -- internals ---------------------------------------------------------------
 
-    def _cost(self, cost: object) -> int:
+    @staticmethod
+    def _cost(cost: object, plan: _Plan) -> int:
         value = positive_int(cost, "cost")
-        if value > self._max_cost:
+        if value > plan.max_cost:
             raise ValueError(
-                f"cost {value} is over the limit {self._max_cost}: it could never pass"
+                f"cost {value} is over the limit {plan.max_cost}: it could never pass"
             )
         return value
 
     def _redis_keys(self, base: bytes) -> list[bytes]:
-        return [KeyBuilder.derived(base, suffix) for suffix in self._suffixes]
+        return self._plan.redis_keys(base)
 
-    async def _decide(self, key: KeyT, cost: int, mode: str) -> RateLimitResult:
-        keys = self._redis_keys(self._keys.key(key))
+    def _plan_for(self, rates: object) -> _Plan:
+        """The plan of rates given for one call; checked and built once per set of rates."""
+        if isinstance(rates, Rate):
+            rates = (rates,)
+        elif isinstance(rates, list):
+            rates = tuple(rates)
+        plan = self._plans.get(rates) if isinstance(rates, tuple) else None
+        if plan is None:
+            checked = _rates(None, None, rates)  # type: ignore[arg-type]
+            if len(self._plans) >= _MAX_PLANS:
+                self._plans = {self._rates: self._plan}  # bounded, whatever callers pass
+            plan = self._plans[checked] = _Plan(self._tag, checked)
+        return plan
+
+    async def _decide(self, key: KeyT, cost: int, mode: str, plan: _Plan) -> RateLimitResult:
+        keys = plan.redis_keys(self._keys.key(key))
         args: list[Any] = [_MODES[mode], _COSTS[cost] if cost < len(_COSTS) else cost]
-        args += self._rate_args
+        args += plan.rate_args
         if not self._eviction_checked:
             self._eviction_checked = True
             warn_if_evictable(self._executor, RATE_LIMITER)
         try:
             reply = await self._executor.script(self._script, keys, args, self._timeout)
         except RedisUnavailable as exc:
-            return self._degraded(cost, exc, counted=mode == "hit")
+            return self._degraded(cost, exc, plan.rates, counted=mode == "hit")
         allowed = int(reply[0]) == 1
-        rate = self._rates[int(reply[1]) - 1]
+        rate = plan.rates[int(reply[1]) - 1]
         if mode == "hit":
             if allowed:
                 self._counts.allowed += 1
@@ -303,7 +327,9 @@ class RateLimiter:
             window=rate.window,
         )
 
-    def _degraded(self, cost: int, exc: RedisUnavailable, *, counted: bool) -> RateLimitResult:
+    def _degraded(
+        self, cost: int, exc: RedisUnavailable, rates: tuple[Rate, ...], *, counted: bool
+    ) -> RateLimitResult:
         """A decision without Redis: ``fail_open`` decides. A hit is counted in
         ``stats.errors``; every such decision is logged, at most one line a second
         saying how many were made since the last line."""
@@ -329,7 +355,7 @@ class RateLimiter:
                 counts.errors,
             )
             self._unlogged = 0
-        rate = min(self._rates, key=lambda r: r.limit)
+        rate = min(rates, key=lambda r: r.limit)
         remaining = rate.limit - cost if self._fail_open else 0
         return RateLimitResult(
             allowed=self._fail_open,
@@ -340,6 +366,28 @@ class RateLimiter:
             window=rate.window,
             degraded=True,
         )
+
+
+#: Sets of per-call rates a limiter keeps built; past this, it starts over.
+_MAX_PLANS: Final = 256
+
+
+class _Plan:
+    """A set of rates as the scripts take it: key suffixes and arguments, encoded once
+    (redis-py would encode each of them again, in Python, on every hit)."""
+
+    __slots__ = ("max_cost", "rate_args", "rates", "suffixes")
+
+    def __init__(self, tag: str, rates: tuple[Rate, ...]) -> None:
+        self.rates = rates
+        self.suffixes = [f"{tag}:{r.limit}:{r.window_us}" for r in rates]
+        self.rate_args: list[bytes] = [str(len(rates)).encode()]
+        for rate in rates:
+            self.rate_args += [str(rate.limit).encode(), str(rate.window_us).encode()]
+        self.max_cost = min(r.limit for r in rates)
+
+    def redis_keys(self, base: bytes) -> list[bytes]:
+        return [KeyBuilder.derived(base, suffix) for suffix in self.suffixes]
 
 
 #: The operations that make a span when tracing is on (method: span name).
