@@ -14,15 +14,13 @@ here costs anything on a hot path:
 
 The instrument names and attributes are a contract (docs/operations.md):
 
-=============================================  =========  ===========================
-``aiocache_patterns.cache.requests``           counter    namespace, result
-``aiocache_patterns.cache.load.duration``      histogram  namespace, outcome (s)
-``aiocache_patterns.ratelimit.decisions``      counter    namespace, algorithm, result
-``aiocache_patterns.lock.wait.duration``       histogram  kind, outcome (s)
-``aiocache_patterns.redis.round_trips``        counter    kind
-``aiocache_patterns.redis.batch.size``         histogram  kind
-``aiocache_patterns.breaker.state``            gauge      node
-=============================================  =========  ===========================
+* ``aiocache_patterns.cache.requests``, counter [namespace, result]
+* ``aiocache_patterns.cache.load.duration``, histogram, s [namespace, outcome]
+* ``aiocache_patterns.ratelimit.decisions``, counter [namespace, algorithm, result]
+* ``aiocache_patterns.lock.wait.duration``, histogram, s [kind, outcome]
+* ``aiocache_patterns.redis.round_trips``, counter [kind]
+* ``aiocache_patterns.redis.batch.size``, histogram [kind] (batches: mget, pipeline)
+* ``aiocache_patterns.breaker.state``, gauge [node]
 
 This module is a basic (no Redis, no pattern): the patterns hand it what to
 observe (a counters object and how to read it) and call its recorders.
@@ -76,7 +74,7 @@ AttrKey = tuple[tuple[str, str], ...]
 Reader = Callable[[Any], Iterable[tuple[AttrKey, int]]]
 
 #: Attribute sets of the recorded instruments, built once (a dict per call costs).
-BATCH_KINDS: Final = {kind: {"kind": kind} for kind in ("mget", "pipeline", "single")}
+BATCH_KINDS: Final = {kind: {"kind": kind} for kind in ("mget", "pipeline")}
 
 _PROXY_PROVIDERS: Final = frozenset(
     {"_ProxyMeterProvider", "NoOpMeterProvider", "_ProxyTracerProvider", "NoOpTracerProvider"}
@@ -161,6 +159,8 @@ class Telemetry:
         self._meter_provider: MeterProvider | None = None
         self._tracer_provider: TracerProvider | None = None
         self._instruments_for: object = None
+        #: The recorded instruments made on each provider (kept: providers are few).
+        self._made: dict[int, tuple[object, tuple[Any, Any, Any]]] = {}
         self._load_duration: Any = None
         self._lock_wait: Any = None
         self._batch_size: Any = None
@@ -218,11 +218,12 @@ class Telemetry:
         provider = self._meter_provider or _otel_metrics.get_meter_provider()
         if provider is not self._instruments_for:
             self._instruments_for = provider
-            self._create(provider)
+            # Once per provider: a second set would report every observation twice.
+            made = self._made.get(id(provider))
+            if made is None:
+                made = self._made[id(provider)] = (provider, _create_instruments(self, provider))
+            self._load_duration, self._lock_wait, self._batch_size = made[1]
         self.metrics_on = type(provider).__name__ not in _PROXY_PROVIDERS
-
-    def _create(self, provider: MeterProvider) -> None:
-        _create_instruments(self, provider)
 
     # -- recording -------------------------------------------------------------------
 
@@ -292,7 +293,8 @@ def _traced(obj: object, method: str, name: str, attributes: dict[str, Any]) -> 
     return call
 
 
-def _create_instruments(self: Telemetry, provider: MeterProvider) -> None:
+def _create_instruments(self: Telemetry, provider: MeterProvider) -> tuple[Any, Any, Any]:
+    """Make the instruments on ``provider``'s meter: the recorded ones are returned."""
     meter = provider.get_meter(SCOPE)
 
     def observe(sources: _Sources) -> Callable[[CallbackOptions], Iterator[Observation]]:
@@ -336,18 +338,16 @@ def _create_instruments(self: Telemetry, provider: MeterProvider) -> None:
         unit="1",
         description="Circuit breaker state per node: 0 closed, 1 half-open, 2 open",
     )
-    self._load_duration = meter.create_histogram(
-        LOAD_DURATION, unit="s", description="Loader calls of a cache, by outcome"
-    )
-    self._lock_wait = meter.create_histogram(
-        LOCK_WAIT,
-        unit="s",
-        description="Time to acquire a lock or semaphore, by outcome",
-    )
-    self._batch_size = meter.create_histogram(
-        BATCH_SIZE,
-        unit="{operation}",
-        description="Operations per round trip to Redis, by kind",
+    return (
+        meter.create_histogram(
+            LOAD_DURATION, unit="s", description="Loader calls of a cache, by outcome"
+        ),
+        meter.create_histogram(
+            LOCK_WAIT, unit="s", description="Time to acquire a lock or semaphore, by outcome"
+        ),
+        meter.create_histogram(
+            BATCH_SIZE, unit="{operation}", description="Operations per round trip, by kind"
+        ),
     )
 
 

@@ -465,13 +465,10 @@ class Executor:
 
     # -- sending ----------------------------------------------------------------
 
-    async def _round_trip(
-        self, timeout: float, send: Coroutine[Any, Any, T], single: bool = True
-    ) -> T:
+    async def _round_trip(self, timeout: float, send: Coroutine[Any, Any, T]) -> T:
         """Await ``send`` under the breaker, the in-flight bound and a deadline.
 
-        Redis errors come out as the library's exceptions. ``single``: one command
-        (a batch records its own size).
+        Redis errors come out as the library's exceptions.
         """
         try:
             trial = self.breaker.before_call()
@@ -490,8 +487,6 @@ class Executor:
                 await slots.take()
             has_slot = True
             self.trips.total += 1
-            if single and TELEMETRY.metrics_on:
-                TELEMETRY.record_batch(1, BATCH_KINDS["single"])
             result = await send
         except asyncio.CancelledError as exc:
             if deadlines.caused(task):
@@ -561,7 +556,7 @@ class Executor:
     async def _flush(self, batch: list[_Op]) -> None:
         timeout = max(op.timeout for op in batch)
         try:
-            await self._round_trip(timeout, self._send_batch(batch), single=False)
+            await self._round_trip(timeout, self._send_batch(batch))
         except BaseException as exc:
             for op in batch:
                 if op.future is not None:
@@ -589,6 +584,8 @@ class Executor:
         else:
             self.trips.pipeline += 1
         if TELEMETRY.metrics_on:
+            # Batches only: a single command is a batch of one, and an SDK's record
+            # costs more than a hit's whole Python path (round_trips counts them).
             TELEMETRY.record_batch(len(batch), BATCH_KINDS[kind])
         replies = await self._pipeline(commands, safe)
 
