@@ -255,6 +255,12 @@ class Telemetry:
         self._traceable[obj] = (flag, spans, attributes)
         _apply_tracing(obj, self.tracing if flag is None else flag, spans, attributes)
 
+    def copied(self, original: object, copy: object) -> None:
+        """``copy`` was made with ``copy.copy(original)``: make its spans its own."""
+        found = self._traceable.get(original)
+        if found is not None:
+            self.traceable(copy, *found)
+
     def span(self, name: str, attributes: dict[str, Any]) -> AbstractContextManager[Any]:
         """A CLIENT span around one public operation (a no-op without the API)."""
         if not HAVE_API:

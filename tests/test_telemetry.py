@@ -22,7 +22,14 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from aiocache_patterns import Cache, Lock, RateLimiter, Semaphore, configure_telemetry
+from aiocache_patterns import (
+    Cache,
+    Leaderboard,
+    Lock,
+    RateLimiter,
+    Semaphore,
+    configure_telemetry,
+)
 from aiocache_patterns._telemetry import TELEMETRY
 from tests._servers import free_port
 
@@ -350,3 +357,19 @@ async def test_switching_providers_back_and_forth_counts_once(
     configure_telemetry(meter_provider=provider)
     assert _values(second, "aiocache_patterns.cache.requests", namespace=ns)["hit"] == 1
     assert _values(reader, "aiocache_patterns.cache.requests", namespace=ns)["hit"] == 1
+
+
+async def test_leaderboard_spans_and_a_pinned_copy_has_its_own(
+    redis: Any, spans: InMemorySpanExporter
+) -> None:
+    board = Leaderboard(redis, _ns("board"), period="daily", tracing=True)
+    await board.submit("ann", 3)
+    await board.top(3)
+    pinned = board.at(0)  # a copy of the board, pinned to 1970-01-01
+    assert await pinned.size() == 0
+    assert [s.name for s in spans.get_finished_spans()] == [
+        "leaderboard.submit",
+        "leaderboard.top",
+        "leaderboard.size",
+    ]
+    assert await board.size() == 1  # the copy's wrappers did not answer for the board
