@@ -126,16 +126,20 @@ class _Gauges:
     """Live objects of an observable gauge: each read gives ``(attributes, value)``."""
 
     def __init__(self) -> None:
+        self._lock = threading.Lock()
         self._live: weakref.WeakKeyDictionary[Any, Callable[[Any], tuple[AttrKey, float]]] = (
             weakref.WeakKeyDictionary()
         )
 
     def add(self, owner: object, read: Callable[[Any], tuple[AttrKey, float]]) -> None:
-        self._live[owner] = read
+        with self._lock:
+            self._live[owner] = read
 
     def values(self) -> dict[AttrKey, float]:
         found: dict[AttrKey, float] = {}
-        for owner, read in list(self._live.items()):
+        with self._lock:
+            live = list(self._live.items())
+        for owner, read in live:
             attrs, value = read(owner)
             found[attrs] = max(found.get(attrs, value), value)  # several clients, one node
         return found
@@ -160,7 +164,7 @@ class Telemetry:
         self._tracer_provider: TracerProvider | None = None
         self._instruments_for: object = None
         #: The recorded instruments made on each provider (kept: providers are few).
-        self._made: dict[int, tuple[object, tuple[Any, Any, Any]]] = {}
+        self._made: dict[int, tuple[object, tuple[Any, Any, Any]]] = {}  # 0: the global one
         self._load_duration: Any = None
         self._lock_wait: Any = None
         self._batch_size: Any = None
@@ -219,9 +223,12 @@ class Telemetry:
         if provider is not self._instruments_for:
             self._instruments_for = provider
             # Once per provider: a second set would report every observation twice.
-            made = self._made.get(id(provider))
+            # The global provider counts as one: instruments made on the API's proxy
+            # are bound by the API itself to the SDK set later.
+            slot = id(provider) if self._meter_provider is not None else 0
+            made = self._made.get(slot)
             if made is None:
-                made = self._made[id(provider)] = (provider, _create_instruments(self, provider))
+                made = self._made[slot] = (provider, _create_instruments(self, provider))
             self._load_duration, self._lock_wait, self._batch_size = made[1]
         self.metrics_on = type(provider).__name__ not in _PROXY_PROVIDERS
 

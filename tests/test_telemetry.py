@@ -373,3 +373,62 @@ async def test_leaderboard_spans_and_a_pinned_copy_has_its_own(
         "leaderboard.size",
     ]
     assert await board.size() == 1  # the copy's wrappers did not answer for the board
+
+
+_GLOBAL_SDK_LATE = """
+import asyncio, logging, sys
+import fakeredis
+from opentelemetry import metrics
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from aiocache_patterns import Cache
+from aiocache_patterns._telemetry import TELEMETRY
+
+warnings = []
+logging.getLogger("opentelemetry").addHandler(logging.Handler())
+logging.getLogger("opentelemetry").handlers[-1].emit = warnings.append
+
+async def main():
+    cache = Cache(fakeredis.FakeAsyncRedis(), namespace="late", ttl=60)
+    await cache.get_or_load("a", lambda: asyncio.sleep(0, 1))  # before any SDK
+    assert not TELEMETRY.metrics_on
+    reader = InMemoryMetricReader()
+    metrics.set_meter_provider(MeterProvider(metric_readers=[reader]))
+    Cache(fakeredis.FakeAsyncRedis(), namespace="other")  # noticed when an object is built
+    assert TELEMETRY.metrics_on
+    await cache.get_or_load("b", lambda: asyncio.sleep(0, 2))
+    await cache.get("a")
+    points = {}
+    for rm in reader.get_metrics_data().resource_metrics:
+        for sm in rm.scope_metrics:
+            for m in sm.metrics:
+                for p in m.data.data_points:
+                    key = (m.name, tuple(sorted(p.attributes.items())))
+                    assert key not in points, key  # each series once
+                    points[key] = getattr(p, "value", None) or getattr(p, "count", None)
+    hit = ("aiocache_patterns.cache.requests", (("namespace", "late"), ("result", "hit")))
+    miss = ("aiocache_patterns.cache.requests", (("namespace", "late"), ("result", "miss")))
+    load = (
+        "aiocache_patterns.cache.load.duration",
+        (("namespace", "late"), ("outcome", "success")),
+    )
+    assert points[hit] == 1, points
+    assert points[miss] == 2, points  # counted before the SDK too
+    assert points[load] == 1, points  # recorded once the SDK was there
+    assert not warnings, [w.getMessage() for w in warnings]
+    print("ok")
+
+asyncio.run(main())
+"""
+
+
+def test_a_global_sdk_set_late_gets_every_series_once() -> None:
+    """The API's proxy binds the instruments to the SDK set later: no second set."""
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-c", _GLOBAL_SDK_LATE], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "ok"
