@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import functools
 import threading
+import types
 import weakref
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager, nullcontext
@@ -294,16 +295,20 @@ def _apply_tracing(
 
 
 def _traced(obj: object, method: str, name: str, attributes: dict[str, Any]) -> Callable[..., Any]:
-    """``obj.method`` in a span (holding ``obj`` weakly: no cycle through its ``__dict__``)."""
-    ref = weakref.ref(obj)
+    """``obj.method`` in a span, bound to ``obj`` like the method it stands for.
+
+    Bound, so that ``RateLimiter(...).hit(key)`` keeps its object alive for the
+    call (a weak reference would see it collected before the call ran); the
+    cycle through the object's ``__dict__`` is the garbage collector's to break.
+    """
     function = getattr(type(obj), method)
 
-    async def call(*args: Any, **kwargs: Any) -> Any:
+    async def call(self: object, *args: Any, **kwargs: Any) -> Any:
         with TELEMETRY.span(name, attributes):
-            return await function(ref(), *args, **kwargs)
+            return await function(self, *args, **kwargs)
 
     functools.update_wrapper(call, function)
-    return call
+    return types.MethodType(call, obj)
 
 
 def _create_instruments(self: Telemetry, provider: MeterProvider) -> tuple[Any, Any, Any]:

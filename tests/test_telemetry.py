@@ -432,3 +432,48 @@ def test_a_global_sdk_set_late_gets_every_series_once() -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "ok"
+
+
+_WITHOUT_THE_API = """
+import asyncio, sys
+sys.modules["opentelemetry"] = None  # as if the otel extra were not installed
+import fakeredis
+from aiocache_patterns import Cache, Lock, RateLimiter, configure_telemetry
+from aiocache_patterns._telemetry import HAVE_API, TELEMETRY
+
+async def main():
+    assert not HAVE_API
+    configure_telemetry(tracing=True, enabled=True)
+    redis = fakeredis.FakeAsyncRedis()
+    cache = Cache(redis, namespace="noapi", ttl=60)
+    assert await cache.get_or_load("a", lambda: asyncio.sleep(0, 1)) == 1
+    assert await cache.get("a") == 1
+    assert (await RateLimiter(redis, limit=1, window=1).hit("k")).allowed
+    async with Lock(redis, "l"):
+        pass
+    assert not TELEMETRY.metrics_on
+    print("ok")
+
+asyncio.run(main())
+"""
+
+
+def test_without_the_api_everything_works_and_records_nothing() -> None:
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-c", _WITHOUT_THE_API], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "ok"
+
+
+async def test_a_traced_temporary_object_lives_through_its_call(
+    redis: Any, spans: InMemorySpanExporter
+) -> None:
+    result = await RateLimiter(redis, limit=1, window=60, namespace=_ns("tmp"), tracing=True).hit(
+        "k"
+    )
+    assert result.allowed
+    assert [s.name for s in spans.get_finished_spans()] == ["ratelimit.hit"]
