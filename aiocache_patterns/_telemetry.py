@@ -82,8 +82,27 @@ _PROXY_PROVIDERS: Final = frozenset(
 )
 
 
-#: What a traceable object asked for: its tracing flag, its spans, their attributes.
-_Traceable = tuple["bool | None", dict[str, str], dict[str, Any]]
+class _Traceable:
+    """What a traceable object asked for: its tracing flag and spans; where it talks to."""
+
+    __slots__ = ("_attributes", "client", "flag", "namespace", "spans")
+
+    def __init__(self, flag: bool | None, spans: dict[str, str], client: Any, namespace: str):
+        self.flag = flag
+        self.spans = spans
+        self.client = client
+        self.namespace = namespace
+        self._attributes: dict[str, Any] | None = None
+
+    @property
+    def attributes(self) -> dict[str, Any]:
+        """The spans' attributes, worked out the first time tracing is switched on."""
+        if self._attributes is None:
+            self._attributes = {
+                **db_attributes(self.client),
+                "aiocache_patterns.namespace": self.namespace,
+            }
+        return self._attributes
 
 
 class _Sources:
@@ -185,8 +204,8 @@ class Telemetry:
             if not isinstance(tracing, bool):
                 raise TypeError("tracing must be a bool")
             self.tracing = tracing
-            for obj, (flag, spans, attributes) in list(self._traceable.items()):
-                _apply_tracing(obj, self.tracing if flag is None else flag, spans, attributes)
+            for obj, traced in list(self._traceable.items()):
+                _apply_tracing(obj, self.tracing if traced.flag is None else traced.flag, traced)
         if enabled is not None:
             if not isinstance(enabled, bool):
                 raise TypeError("enabled must be a bool")
@@ -250,7 +269,7 @@ class Telemetry:
     # -- spans -----------------------------------------------------------------------
 
     def traceable(
-        self, obj: object, flag: object, spans: dict[str, str], attributes: dict[str, Any]
+        self, obj: object, flag: object, spans: dict[str, str], client: Any, namespace: str
     ) -> None:
         """Make ``obj``'s methods named in ``spans`` (method: span name) make spans when
         ``flag`` says so (None: the global choice, ``configure_telemetry(tracing=...)``).
@@ -260,14 +279,17 @@ class Telemetry:
         """
         if flag is not None and not isinstance(flag, bool):
             raise TypeError(f"tracing must be a bool or None, not {type(flag).__name__}")
-        self._traceable[obj] = (flag, spans, attributes)
-        _apply_tracing(obj, self.tracing if flag is None else flag, spans, attributes)
+        traced = self._traceable[obj] = _Traceable(flag, spans, client, namespace)
+        if self.tracing if flag is None else flag:  # (a new object has no wrappers to remove)
+            _apply_tracing(obj, True, traced)
 
     def copied(self, original: object, copy: object) -> None:
         """``copy`` was made with ``copy.copy(original)``: make its spans its own."""
         found = self._traceable.get(original)
         if found is not None:
-            self.traceable(copy, *found)
+            for method in found.spans:
+                vars(copy).pop(method, None)  # the original's, bound to the original
+            self.traceable(copy, found.flag, found.spans, found.client, found.namespace)
 
     def span(self, name: str, attributes: dict[str, Any]) -> AbstractContextManager[Any]:
         """A CLIENT span around one public operation (a no-op without the API)."""
@@ -284,12 +306,10 @@ class Telemetry:
         )
 
 
-def _apply_tracing(
-    obj: object, on: bool, spans: dict[str, str], attributes: dict[str, Any]
-) -> None:
-    for method, name in spans.items():
+def _apply_tracing(obj: object, on: bool, traced: _Traceable) -> None:
+    for method, name in traced.spans.items():
         if on:
-            vars(obj)[method] = _traced(obj, method, name, attributes)
+            vars(obj)[method] = _traced(obj, method, name, traced.attributes)
         else:
             vars(obj).pop(method, None)
 

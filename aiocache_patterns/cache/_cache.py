@@ -17,7 +17,7 @@ from typing import Any, Final, TypeVar
 
 from .._redis.executor import executor_for
 from .._redis.notify import notifier_for
-from .._telemetry import TELEMETRY, db_attributes
+from .._telemetry import TELEMETRY
 from .._validate import Seconds, callable_arg, milliseconds, positive_int, seconds, seconds_or_none
 from ..errors import RedisOutOfMemory, RedisUnavailable
 from ..keys import DEFAULT_MAX_KEY_BYTES, KeyBuilder, KeyT
@@ -126,7 +126,7 @@ class Cache:
         )
         self._counters = Counters()
         observe(self, namespace, self._counters)
-        TELEMETRY.traceable(self, tracing, _SPANS, _span_attributes(redis, namespace))
+        TELEMETRY.traceable(self, tracing, _SPANS, redis, namespace)
         self._io = EntryIO(
             executor, codec, self._counters, timeout=timeout_s, fail_open=fail_open, clock=clock
         )
@@ -382,10 +382,6 @@ _SPANS: Final = {
     name: f"cache.{name}"
     for name in ("get", "get_many", "set", "set_many", "delete", "write_through", "get_or_load")
 }
-
-
-def _span_attributes(redis: Any, namespace: str) -> dict[str, Any]:
-    return {**db_attributes(redis), "aiocache_patterns.namespace": namespace}
 
 
 def _ttl_seconds(ttl: object) -> float:

@@ -26,7 +26,7 @@ from typing import Any, Final, Literal, TypeAlias, get_args, overload
 
 from .._redis.eviction import LEADERBOARD, PERIODIC_LEADERBOARD, warn_if_evictable
 from .._redis.scripts import Script
-from .._telemetry import TELEMETRY, db_attributes
+from .._telemetry import TELEMETRY
 from .._validate import Seconds, callable_arg, positive_int, seconds
 from ..keys import KeyBuilder, KeyT
 from ._periods import KEY_WORDS, BoardPeriod, Span, as_utc, check_period, span_of
@@ -220,12 +220,7 @@ class Leaderboard(Ranking[M]):
         self._hints = Hints()
         self._current: tuple[str, Keys] | None = None
         self._eviction_checked = False
-        TELEMETRY.traceable(
-            self,
-            tracing,
-            _SPANS,
-            {**db_attributes(redis), "aiocache_patterns.namespace": namespace},
-        )
+        TELEMETRY.traceable(self, tracing, _SPANS, redis, namespace)
 
     def __repr__(self) -> str:
         period = f", period={self._period!r}" if self._period else ""

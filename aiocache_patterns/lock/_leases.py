@@ -56,7 +56,7 @@ from .._redis.eviction import LOCK, EvictionRisk, warn_if_evictable
 from .._redis.executor import executor_for
 from .._redis.notify import Notifier, hand_over_locally, local_releases, notifier_for, releasing
 from .._redis.scripts import Script
-from .._telemetry import TELEMETRY, db_attributes
+from .._telemetry import TELEMETRY
 from .._validate import Seconds, milliseconds, seconds, seconds_or_none
 from ..errors import (
     CachePatternsError,
@@ -77,6 +77,20 @@ logger = logging.getLogger("aiocache_patterns.lock")
 FENCE_TTL_MS: Final = 3_600_000
 
 UNSET: Final[Any] = object()
+
+#: Spans of each kind of holder when tracing is on (method: span name).
+_SPANS: Final = {
+    kind: {name: f"{kind}.{name}" for name in ("acquire", "release", "extend")}
+    for kind in ("lock", "semaphore")
+}
+#: Attributes of ``aiocache_patterns.lock.wait.duration``, by kind and outcome.
+_WAIT_ATTRIBUTES: Final = {
+    kind: {
+        outcome: {"kind": kind, "outcome": outcome}
+        for outcome in ("acquired", "timeout", "cancelled", "error")
+    }
+    for kind in ("lock", "semaphore")
+}
 
 #: Background clean-ups (a cancelled release, a waiter leaving the queue).
 _BACKGROUND: set[asyncio.Task[None]] = set()
@@ -199,18 +213,7 @@ class LeaseHolder:
         self._watchdog: asyncio.Task[None] | None = None
         self._holder: asyncio.Task[Any] | None = None
         self._cancelled_for_loss = False
-        kind = self._KIND
-        self._wait_attributes = {
-            outcome: {"kind": kind, "outcome": outcome}
-            for outcome in ("acquired", "timeout", "cancelled", "error")
-        }
-        TELEMETRY.traceable(
-            self,
-            tracing,
-            {name: f"{kind}.{name}" for name in ("acquire", "release", "extend")},
-            {**db_attributes(redis), "aiocache_patterns.namespace": namespace},
-        )
-        TELEMETRY.refresh()
+        TELEMETRY.traceable(self, tracing, _SPANS[self._KIND], redis, namespace)
 
     # -- what a subclass provides --------------------------------------------------
 
@@ -266,7 +269,7 @@ class LeaseHolder:
             raise
         finally:
             TELEMETRY.record_lock_wait(
-                time.perf_counter() - started, self._wait_attributes[outcome]
+                time.perf_counter() - started, _WAIT_ATTRIBUTES[self._KIND][outcome]
             )
 
     async def _acquire(self, wait_limit: float | None) -> bool:

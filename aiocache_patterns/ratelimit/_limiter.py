@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Final, Literal, ParamSpec, TypeVar, get_a
 from .._redis.eviction import RATE_LIMITER, warn_if_evictable
 from .._redis.executor import executor_for
 from .._redis.scripts import Script, load_script
-from .._telemetry import TELEMETRY, AttrKey, attrs, db_attributes
+from .._telemetry import TELEMETRY, AttrKey, attrs
 from .._validate import Seconds, positive_int, seconds
 from ..errors import RateLimitExceeded, RedisUnavailable
 from ..keys import KeyBuilder, KeyT, KeyTemplate
@@ -192,12 +192,7 @@ class RateLimiter:
         self._counts = _Counts()
         self._namespace = namespace
         _observe(self, namespace, algorithm, fail_open, self._counts)
-        TELEMETRY.traceable(
-            self,
-            tracing,
-            _SPANS,
-            {**db_attributes(redis), "aiocache_patterns.namespace": namespace},
-        )
+        TELEMETRY.traceable(self, tracing, _SPANS, redis, namespace)
         self._unlogged = 0
         self._last_error_log = -math.inf
         self._eviction_checked = False
