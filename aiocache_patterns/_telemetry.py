@@ -69,6 +69,13 @@ ROUND_TRIPS: Final = "aiocache_patterns.redis.round_trips"
 BATCH_SIZE: Final = "aiocache_patterns.redis.batch.size"
 BREAKER_STATE: Final = "aiocache_patterns.breaker.state"
 
+#: Bucket boundaries the histograms advise (an SDK's default ones, 0 to 10,000, suit
+#: milliseconds, not seconds): 0.5 ms to 10 s; batches of 1 to 1,024 (the largest: 1,000).
+SECONDS_BUCKETS: Final = (
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0
+)  # fmt: skip
+SIZE_BUCKETS: Final = (1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0)
+
 #: ``(attribute, value)`` pairs, sorted: a hashable attribute set.
 AttrKey = tuple[tuple[str, str], ...]
 #: Reads a counters object: ``[(attributes, cumulative value), ...]``.
@@ -378,13 +385,22 @@ def _create_instruments(self: Telemetry, provider: MeterProvider) -> tuple[Any, 
     )
     return (
         meter.create_histogram(
-            LOAD_DURATION, unit="s", description="Loader calls of a cache, by outcome"
+            LOAD_DURATION,
+            unit="s",
+            description="Loader calls of a cache, by outcome",
+            explicit_bucket_boundaries_advisory=SECONDS_BUCKETS,
         ),
         meter.create_histogram(
-            LOCK_WAIT, unit="s", description="Time to acquire a lock or semaphore, by outcome"
+            LOCK_WAIT,
+            unit="s",
+            description="Time to acquire a lock or semaphore, by outcome",
+            explicit_bucket_boundaries_advisory=SECONDS_BUCKETS,
         ),
         meter.create_histogram(
-            BATCH_SIZE, unit="{operation}", description="Operations per round trip, by kind"
+            BATCH_SIZE,
+            unit="{operation}",
+            description="Operations per batched round trip, by kind",
+            explicit_bucket_boundaries_advisory=SIZE_BUCKETS,
         ),
     )
 

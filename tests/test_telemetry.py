@@ -166,6 +166,8 @@ async def test_cache_load_duration_by_outcome(redis: Any, reader: InMemoryMetric
     assert points["success"].count == 1
     assert 0.015 <= points["success"].sum < 5  # seconds, not milliseconds
     assert points["error"].count == 1
+    # Buckets for seconds (an SDK's defaults, 0 to 10,000, suit milliseconds).
+    assert points["success"].explicit_bounds[:3] == (0.0005, 0.001, 0.0025)
 
 
 async def test_ratelimit_decisions_allowed_denied_degraded(
