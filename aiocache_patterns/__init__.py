@@ -12,6 +12,7 @@ in ``_redis/`` and the basics (``errors``, ``keys``, ``serializers``,
 
 from ._redis.diagnostics import ClientStats as ClientStats
 from ._redis.diagnostics import client_stats as client_stats
+from ._telemetry import configure_telemetry as configure_telemetry
 from ._validate import Seconds as Seconds
 from .cache import Cache as Cache
 from .cache import CachedFunction as CachedFunction
@@ -104,4 +105,5 @@ __all__ = (
     "SingleFlightStats",
     "ViewAggregate",
     "client_stats",
+    "configure_telemetry",
 )

@@ -3,7 +3,7 @@
 Layers, bottom up (docs/architecture.md draws them):
 
 0. ``errors``, ``_validate``: depend on nothing of the package;
-1. ``keys``, ``serializers``, ``singleflight``: the other basics, no Redis;
+1. ``keys``, ``serializers``, ``singleflight``, ``_telemetry``: the other basics, no Redis;
 2. ``_redis``: the one door to Redis;
 3. the patterns, ``cache``, ``lock``, ``ratelimit``, ``leaderboard``, ``idempotency``: each in
    its own folder, none importing another;
@@ -30,6 +30,7 @@ LAYERS = {
     "keys": 1,
     "serializers": 1,
     "singleflight": 1,
+    "_telemetry": 1,
     "_redis": 2,
     "cache": 3,
     "lock": 3,

@@ -10,7 +10,16 @@ uvloop event loop (``_uvloop.py``).
 
 from __future__ import annotations
 
-from benchmarks.scenarios import hit, idempotency, leaderboard, lock, ratelimit, soak, stampede
+from benchmarks.scenarios import (
+    hit,
+    idempotency,
+    leaderboard,
+    lock,
+    otel,
+    ratelimit,
+    soak,
+    stampede,
+)
 from benchmarks.scenarios._base import RunContext, Scenario
 from benchmarks.scenarios._uvloop import OnUvloop
 
@@ -18,6 +27,7 @@ __all__ = ["SCENARIOS", "RunContext", "Scenario"]
 
 _ALL: tuple[Scenario, ...] = (
     hit.SCENARIO,
+    otel.SCENARIO,
     lock.SCENARIO,
     ratelimit.SCENARIO,
     leaderboard.SCENARIO,
