@@ -24,6 +24,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from aiocache_patterns import (
     Cache,
+    Idempotency,
     Leaderboard,
     Lock,
     RateLimiter,
@@ -479,3 +480,28 @@ async def test_a_traced_temporary_object_lives_through_its_call(
     )
     assert result.allowed
     assert [s.name for s in spans.get_finished_spans()] == ["ratelimit.hit"]
+
+
+async def test_idempotency_spans(redis: Any, spans: InMemorySpanExporter) -> None:
+    ns = _ns("idem")
+    idem = Idempotency(redis, namespace=ns, tracing=True)
+
+    async def operation(fence: int) -> int:
+        return fence
+
+    fence = await idem.run("k", "fp", operation)
+    assert await idem.run("k", "fp", operation) == fence  # a replay: start only
+    names = [s.name for s in spans.get_finished_spans()]
+    assert names == [
+        "idempotency.start",
+        "idempotency.complete",
+        "idempotency.run",
+        "idempotency.start",
+        "idempotency.run",
+    ]
+    assert all(
+        s.attributes is not None and s.attributes["aiocache_patterns.namespace"] == ns
+        for s in spans.get_finished_spans()
+    )
+    assert "run" in vars(idem)
+    assert "run" not in vars(Idempotency(redis, namespace=ns))  # off: no wrapper

@@ -36,6 +36,7 @@ from .._redis.eviction import NOEVICTION, EvictionRisk, warn_if_evictable
 from .._redis.executor import executor_for
 from .._redis.notify import notifier_for
 from .._redis.scripts import load_script
+from .._telemetry import TELEMETRY
 from .._validate import Seconds, milliseconds, positive_int, seconds
 from ..errors import CachePatternsError, IdempotencyConflict, IdempotencyKeyReused
 from ..keys import KeyBuilder, KeyT, key_bytes
@@ -123,6 +124,8 @@ class Idempotency:
         timeout: deadline of each Redis operation.
         poll_interval: the longest a waiter sleeps between looks when no wake-up
             arrives (a safety net).
+        tracing: make an OpenTelemetry span per operation (``True``), none
+            (``False``), or as ``configure_telemetry(tracing=...)`` says (``None``).
     """
 
     def __init__(
@@ -138,6 +141,7 @@ class Idempotency:
         max_result_bytes: int = DEFAULT_MAX_RESULT_BYTES,
         timeout: Seconds = 1.0,
         poll_interval: Seconds = 0.25,
+        tracing: bool | None = None,
     ) -> None:
         self._executor = executor_for(redis)
         self._notifier = notifier_for(redis)
@@ -162,6 +166,7 @@ class Idempotency:
         self._timeout = seconds(timeout, "timeout")
         self._poll = seconds(poll_interval, "poll_interval")
         self._background: set[asyncio.Task[Any]] = set()
+        TELEMETRY.traceable(self, tracing, _SPANS, redis, namespace)
 
     # -- the whole operation -----------------------------------------------------
 
@@ -382,3 +387,7 @@ def _forget(tasks: set[asyncio.Task[Any]]) -> Callable[[asyncio.Task[Any]], None
             task.exception()  # retrieved: a caller that was cancelled never reads it
 
     return done
+
+
+#: The operations that make a span when tracing is on (method: span name).
+_SPANS: Final = {name: f"idempotency.{name}" for name in ("run", "start", "complete", "release")}
