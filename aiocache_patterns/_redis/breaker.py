@@ -26,6 +26,8 @@ from ..errors import CircuitOpen
 
 __all__ = ["BreakerSettings", "CircuitBreaker", "NodeBreakers"]
 
+_STATE_NAMES = ("closed", "half_open", "open")
+
 
 @dataclass(frozen=True, slots=True)
 class BreakerSettings:
@@ -54,6 +56,7 @@ class BreakerSettings:
 
 class CircuitBreaker:
     __slots__ = (
+        "__weakref__",
         "_base_cooldown",
         "_clock",
         "_cooldown",
@@ -93,13 +96,18 @@ class CircuitBreaker:
         return cls(threshold=sys.maxsize)
 
     @property
-    def state(self) -> str:
+    def state_name(self) -> str:
         """``"closed"``, ``"open"`` (calls refused) or ``"half_open"`` (trials let through)."""
+        return _STATE_NAMES[self.state]
+
+    @property
+    def state(self) -> int:
+        """0 closed, 1 half-open (a trial is due or running), 2 open (calls refused)."""
         if self._failures < self._threshold:
-            return "closed"
-        if self._clock() < self._open_until:
-            return "open"
-        return "half_open"
+            return 0
+        if self._trials_running or self._clock() >= self._open_until:
+            return 1
+        return 2
 
     def before_call(self) -> bool:
         """Raise ``CircuitOpen`` while open; return True if this call is a trial."""
@@ -136,16 +144,20 @@ class NodeBreakers:
     """One breaker per cluster node (by ``host:port``), made on first use with the
     client's settings: a failing shard opens the circuit for its own keys only."""
 
-    __slots__ = ("by_node", "settings")
+    __slots__ = ("by_node", "on_new", "settings")
 
     def __init__(self, settings: BreakerSettings) -> None:
         self.settings = settings
         self.by_node: dict[str, CircuitBreaker] = {}
+        #: Called with each breaker made (the metrics observe it).
+        self.on_new: Callable[[CircuitBreaker], None] | None = None
 
     def get(self, node: str) -> CircuitBreaker:
         breaker = self.by_node.get(node)
         if breaker is None:
             breaker = self.by_node[node] = self.settings.breaker(node)
+            if self.on_new is not None:
+                self.on_new(breaker)
         return breaker
 
     def configure(self, settings: BreakerSettings) -> None:

@@ -10,7 +10,17 @@ uvloop event loop (``_uvloop.py``).
 
 from __future__ import annotations
 
-from benchmarks.scenarios import hit, hit_cluster, leaderboard, lock, ratelimit, soak, stampede
+from benchmarks.scenarios import (
+    hit,
+    hit_cluster,
+    idempotency,
+    leaderboard,
+    lock,
+    otel,
+    ratelimit,
+    soak,
+    stampede,
+)
 from benchmarks.scenarios._base import RunContext, Scenario
 from benchmarks.scenarios._uvloop import OnUvloop
 
@@ -19,10 +29,12 @@ __all__ = ["SCENARIOS", "RunContext", "Scenario"]
 _ALL: tuple[Scenario, ...] = (
     hit.SCENARIO,
     hit_cluster.SCENARIO,
+    otel.SCENARIO,
     lock.SCENARIO,
     ratelimit.SCENARIO,
     leaderboard.SCENARIO,
     stampede.SCENARIO,
+    idempotency.SCENARIO,
     soak.SCENARIO,
     # The same on uvloop's event loop (run after the others, in a uvloop loop).
     OnUvloop(hit.SCENARIO),

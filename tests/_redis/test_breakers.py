@@ -53,13 +53,13 @@ def test_opens_after_the_configured_failures_and_lets_trials_through() -> None:
     for _ in range(2):
         assert breaker.before_call() is False
         breaker.record_failure()
-    assert breaker.state == "closed"
+    assert breaker.state_name == "closed"
     breaker.record_failure()
-    assert breaker.state == "open"
+    assert breaker.state_name == "open"
     with pytest.raises(CircuitOpen):
         breaker.before_call()
     clock.now += 1.0
-    assert breaker.state == "half_open"
+    assert breaker.state_name == "half_open"
     assert breaker.before_call() is True
     assert breaker.before_call() is True  # two trials at once
     with pytest.raises(CircuitOpen):
@@ -72,7 +72,7 @@ def test_opens_after_the_configured_failures_and_lets_trials_through() -> None:
     breaker.release_trial()  # the other trial was cancelled
     assert breaker.before_call() is True
     breaker.record_success(trial=True)
-    assert breaker.state == "closed"
+    assert breaker.state_name == "closed"
     assert breaker.before_call() is False
 
 
