@@ -10,6 +10,8 @@ in ``_redis/`` and the basics (``errors``, ``keys``, ``serializers``,
 ``singleflight``) at the bottom. docs/architecture.md draws the layers.
 """
 
+from ._redis.breaker import BreakerSettings as BreakerSettings
+from ._redis.configure import configure_breaker as configure_breaker
 from ._redis.diagnostics import ClientStats as ClientStats
 from ._redis.diagnostics import client_stats as client_stats
 from ._telemetry import configure_telemetry as configure_telemetry
@@ -62,6 +64,7 @@ __version__ = "0.1.0.dev0"
 __all__ = (
     "Algorithm",
     "BoardPeriod",
+    "BreakerSettings",
     "Cache",
     "CachePatternsError",
     "CacheStats",
@@ -105,5 +108,6 @@ __all__ = (
     "SingleFlightStats",
     "ViewAggregate",
     "client_stats",
+    "configure_breaker",
     "configure_telemetry",
 )

@@ -17,6 +17,11 @@ Three backends, one parametrized ``backend`` fixture (see ``conftest.py``):
     A real Redis Cluster at ``REDIS_CLUSTER_URL`` (no default; ``.ci/cluster start
     DIR`` makes one), when it is empty: the tests FLUSHALL every primary before
     every test and at the end, and refuse a cluster holding other keys, as above.
+``valkey``
+    The ``redis`` backend's server through a ``valkey.asyncio.Valkey`` client
+    (valkey-py, a fork of redis-py with exception classes of its own). Only with
+    ``AIOCACHE_TEST_VALKEY=1`` in the environment (CI runs the pattern suites that
+    way in a stage of their own), and valkey-py installed.
 
 A real backend that is not available is not run (``conftest.py`` deselects its
 tests and says so once, in the header), except with ``CI=true``, where its
@@ -44,8 +49,17 @@ if TYPE_CHECKING:
 #: Any client a test may get: ``FakeAsyncRedis`` is a ``redis.asyncio.Redis``.
 Client: TypeAlias = aioredis.Redis | aioredis.RedisCluster
 
-BackendName = Literal["fakeredis", "redis", "cluster"]
-BACKEND_NAMES: tuple[BackendName, ...] = ("fakeredis", "redis", "cluster")
+BackendName = Literal["fakeredis", "redis", "cluster", "valkey"]
+
+
+def valkey_enabled() -> bool:
+    """Whether the ``valkey`` backend runs (``AIOCACHE_TEST_VALKEY=1``)."""
+    return os.environ.get("AIOCACHE_TEST_VALKEY", "").strip().lower() in {"1", "true", "yes"}
+
+
+BACKEND_NAMES: tuple[BackendName, ...] = ("fakeredis", "redis", "cluster") + (
+    ("valkey",) if valkey_enabled() else ()
+)
 
 #: The database the private session server's tests use (as CI's ``REDIS_URL``).
 PRIVATE_DB = 9
@@ -281,6 +295,15 @@ def make_backend(name: BackendName, url: str | None) -> Backend:
         return Backend(name, None, make_fake)
     if url is None:
         raise ValueError(f"backend {name!r} needs a URL")
+    if name == "valkey":
+        import valkey.asyncio as valkey_asyncio
+
+        def make_valkey(**kwargs: Any) -> Client:
+            # A Valkey client is API-compatible with redis-py's Redis; typed as one here.
+            client: Client = valkey_asyncio.Valkey.from_url(url, **kwargs)
+            return client
+
+        return Backend(name, url, make_valkey)
     if name == "redis":
 
         def make_standalone(**kwargs: Any) -> Client:

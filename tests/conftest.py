@@ -124,7 +124,7 @@ async def backend(request: pytest.FixtureRequest) -> AsyncIterator[Backend]:
         if request.node.get_closest_marker("real_only") is not None:
             pytest.skip("real_only: needs a real Redis server, not fakeredis")
     else:
-        availability = standalone_availability() if name == "redis" else cluster_availability()
+        availability = cluster_availability() if name == "cluster" else standalone_availability()
         if availability.url is None:
             reason = f"{name} backend unavailable: {availability.reason}"
             if in_ci():

@@ -88,6 +88,10 @@ async def test_backend_is_what_it_claims(backend: Backend, redis: Client) -> Non
         assert not isinstance(redis, FakeAsyncRedis)
         info = await redis.info("server")
         assert info["redis_mode"] == "standalone"
+    elif backend.name == "valkey":
+        assert type(redis).__module__.startswith("valkey.")
+        assert not isinstance(redis, aioredis.Redis)
+        assert not backend.is_cluster
     else:
         assert backend.name == "cluster"
         assert backend.is_cluster

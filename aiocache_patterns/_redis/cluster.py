@@ -25,7 +25,11 @@ those two loops; the executor replaces them with its own:
   refresh if it is down) and the client's ``initialize()`` runs the refresh,
   so the resend goes to the slot's new owner after a failover;
 * ``NOSCRIPT`` and other error replies come back in place (the executor loads
-  the script and resends).
+  the script and resends);
+* each node has a circuit breaker of its own (``_breaker.NodeBreakers``): the
+  commands for a node whose circuit is open come back as ``CircuitOpen`` in
+  place without being sent, and only that node's failures open it, so a dead
+  shard does not fail the keys of the healthy ones.
 
 Reads go to primaries (``read_from_replicas`` is not used for the library's
 own commands): a cache read after a write sees it.
@@ -48,6 +52,8 @@ from redis.client import NEVER_DECODE
 from redis.crc import key_slot
 from redis.exceptions import AskError, MaxConnectionsError, TryAgainError
 
+from ..errors import CircuitOpen
+from .breaker import BreakerSettings, CircuitBreaker, NodeBreakers
 from .wire import CONNECTION_FAILURES, Lost, Wire, resend_lost
 
 __all__ = ["ClusterDirect"]
@@ -56,27 +62,63 @@ _RAW: Final = {NEVER_DECODE: True}
 _SCRIPTS: Final = frozenset({"EVALSHA", "EVAL", b"EVALSHA", b"EVAL", "evalsha", "eval"})
 
 
+class _Sent:
+    """Commands written on a node's connection, their replies still to be read."""
+
+    __slots__ = ("breaker", "commands", "conn", "node", "trial")
+
+    def __init__(
+        self,
+        node: Any,
+        conn: Any,
+        commands: list[tuple[Any, ...]],
+        breaker: CircuitBreaker,
+        trial: bool,
+    ) -> None:
+        self.node = node
+        self.conn = conn
+        self.commands = commands
+        self.breaker = breaker
+        self.trial = trial
+
+
 class ClusterDirect:
     """Direct use of one ``RedisCluster`` client's nodes. See the module docs."""
 
-    __slots__ = ("_client", "_failed", "_initialized", "_wire")
+    __slots__ = (
+        "_breakers",
+        "_client",
+        "_counted",
+        "_failed",
+        "_initialized",
+        "_stalled",
+        "_wire",
+    )
 
-    def __init__(self, client: RedisCluster) -> None:
+    def __init__(self, client: RedisCluster, breakers: NodeBreakers | None = None) -> None:
         self._client: Any = client
+        self._breakers = breakers if breakers is not None else NodeBreakers(BreakerSettings())
         self._wire: Wire | None = None
         self._initialized = False
         #: Nodes whose connection failed in the last attempt (name -> node).
         self._failed: dict[str, Any] = {}
+        #: Nodes a cancelled attempt was still waiting on, by task (see ``stalled()``).
+        self._stalled: dict[asyncio.Task[Any] | None, list[str]] = {}
+        #: Nodes whose failure the call running in a task has already counted on their
+        #: breaker: a call's resends after a failed attempt do not count again (the
+        #: breaker counts failed calls, as on a single server).
+        self._counted: dict[asyncio.Task[Any] | None, set[str]] = {}
 
     @classmethod
-    def for_client(cls, client: Any) -> ClusterDirect | None:
-        """Direct use of ``client``, or None if it is not a cluster client this can drive."""
+    def for_client(cls, client: Any, breakers: NodeBreakers | None = None) -> ClusterDirect | None:
+        """Direct use of ``client``, or None if it is not a cluster client this can drive.
+        ``breakers``: the client's breakers, one per node."""
         if not isinstance(client, RedisCluster):
             return None
         manager = getattr(client, "nodes_manager", None)
         if not callable(getattr(manager, "get_node_from_slot", None)):
             return None
-        return cls(client)
+        return cls(client, breakers)
 
     async def call(self, args: tuple[Any, ...], safe: bool) -> Any:
         """Send ``args``; its reply. An error reply raises, and so does a lost reply
@@ -94,6 +136,16 @@ class ClusterDirect:
         if not self._initialized:
             await self._client.initialize()
             self._initialized = True
+        task = asyncio.current_task()
+        self._counted[task] = set()
+        try:
+            return await self._pipeline(commands, safe)
+        finally:
+            self._counted.pop(task, None)
+
+    async def _pipeline(
+        self, commands: Sequence[tuple[Any, ...]], safe: Sequence[bool]
+    ) -> list[Any]:
         replies = await self._send(commands)
         redirected = [
             i for i, r in enumerate(replies) if isinstance(r, (AskError, TryAgainError))
@@ -131,13 +183,19 @@ class ClusterDirect:
                 groups[node.name] = (node, [i])
             else:
                 group[1].append(i)
-        if len(groups) == 1:
-            ((node, indices),) = groups.values()
-            outcomes = [await self._on_node(node, [commands[i] for i in indices])]
-        else:
-            outcomes = await asyncio.gather(
-                *(self._on_node(node, [commands[i] for i in idx]) for node, idx in groups.values())
-            )
+        waiting = set(groups)
+        try:
+            if len(groups) == 1:
+                ((node, indices),) = groups.values()
+                outcomes = [await self._on_node(node, [commands[i] for i in indices], waiting)]
+            else:
+                outcomes = await self._on_nodes(
+                    [(node, [commands[i] for i in idx]) for node, idx in groups.values()], waiting
+                )
+        except asyncio.CancelledError:
+            if waiting:
+                self._stalled[asyncio.current_task()] = list(waiting)
+            raise
         for (_, indices), got in zip(groups.values(), outcomes, strict=True):
             for i, reply in zip(indices, got, strict=True):
                 replies[i] = reply
@@ -155,7 +213,86 @@ class ClusterDirect:
         slot = key_slot(key) if isinstance(key, bytes) else int(self._client.keyslot(key))
         return manager.get_node_from_slot(slot)
 
-    async def _on_node(self, node: Any, commands: list[tuple[Any, ...]]) -> list[Any]:
+    async def load_script(self, source: str | bytes, commands: Sequence[tuple[Any, ...]]) -> None:
+        """``SCRIPT LOAD source`` on the nodes ``commands`` go to (not on every primary:
+        a dead shard must not fail the scripts of the others). Raises what failed."""
+        manager = self._client.nodes_manager
+        nodes = {}
+        for args in commands:
+            node = self._node(manager, args)
+            nodes[node.name] = node
+        outcomes = await asyncio.gather(
+            *(self._on_node(node, [("SCRIPT", "LOAD", source)], set()) for node in nodes.values())
+        )
+        for (reply,) in outcomes:
+            if type(reply) is Lost:
+                raise reply.error
+            if isinstance(reply, BaseException):
+                raise reply
+
+    def stalled(self, task: asyncio.Task[Any], timed_out: bool) -> None:
+        """``task``'s attempt was cancelled; ``timed_out``: by its deadline, so the nodes
+        it was still waiting on count a failure on their breakers (a node that stalls
+        opens its circuit like one that refuses)."""
+        names = self._stalled.pop(task, ())
+        if timed_out:
+            for name in names:
+                self._breakers.get(name).record_failure()
+
+    async def _on_node(
+        self, node: Any, commands: list[tuple[Any, ...]], waiting: set[str]
+    ) -> list[Any]:
+        """``commands`` on ``node``'s connection: their outcomes in place."""
+        started = await self._start(node, commands, waiting)
+        if type(started) is not _Sent:
+            return started  # type: ignore[return-value]
+        try:
+            return await self._finish(started, waiting)
+        finally:
+            node.release(started.conn)
+
+    async def _on_nodes(
+        self, work: list[tuple[Any, list[tuple[Any, ...]]]], waiting: set[str]
+    ) -> list[list[Any]]:
+        """Each node's commands, the nodes side by side without a task each: every
+        node's pipeline is written first, then each one's replies are read (the
+        servers work while the client reads the first); their outcomes in place.
+
+        A failure or cancellation part way leaves no reply unread: every connection
+        written to and not read to the end is closed (as redis-py does)."""
+        sent: list[_Sent | list[Any]] = []
+        finished: set[int] = set()
+        try:
+            for node, commands in work:
+                sent.append(await self._start(node, commands, waiting))
+            outcomes: list[list[Any]] = []
+            for i, item in enumerate(sent):
+                if type(item) is _Sent:
+                    outcomes.append(await self._finish(item, waiting))
+                    finished.add(i)
+                else:
+                    outcomes.append(item)  # type: ignore[arg-type]
+            return outcomes
+        except BaseException:
+            for i, item in enumerate(sent):
+                if type(item) is _Sent and i not in finished:
+                    if item.trial:
+                        item.breaker.release_trial()
+                    with contextlib.suppress(Exception):
+                        await item.conn.disconnect(nowait=True)
+            raise
+        finally:
+            for item in sent:
+                if type(item) is _Sent:
+                    item.node.release(item.conn)
+
+    async def _start(
+        self, node: Any, commands: list[tuple[Any, ...]], waiting: set[str]
+    ) -> _Sent | list[Any]:
+        """Take a connection of ``node`` and write ``commands`` on it: a ``_Sent`` to
+        read the replies from (its connection to give back), or the outcomes if
+        nothing can be read (the node's circuit is open, no connection, a failed
+        write: the connection is given back)."""
         wire = self._wire
         if wire is None:
             wire = self._wire = Wire(
@@ -164,21 +301,66 @@ class ClusterDirect:
                 node.connection_class,
                 probe=True,
             )
+        breaker = self._breakers.get(node.name)
+        try:
+            trial = breaker.before_call()
+        except CircuitOpen as exc:
+            waiting.discard(node.name)
+            return [CircuitOpen(*exc.args) for _ in commands]
         try:
             conn = node.acquire_connection()
         except MaxConnectionsError as exc:
+            if trial:
+                breaker.release_trial()
+            waiting.discard(node.name)
             return [exc] * len(commands)
         try:
             if conn.is_connected:
                 reconnect = getattr(node, "disconnect_if_needed", None)
                 if reconnect is not None:
                     await reconnect(conn)
-            outcomes = await wire.exchange(conn, commands)
-        finally:
+            failed = await wire.send(conn, commands)
+        except BaseException:
+            if trial:
+                breaker.release_trial()
             node.release(conn)
+            raise
+        sent = _Sent(node, conn, commands, breaker, trial)
+        if failed is None:
+            return sent
+        node.release(conn)
+        self._settle_node(sent, failed, waiting)
+        return failed
+
+    async def _finish(self, sent: _Sent, waiting: set[str]) -> list[Any]:
+        """The replies of what ``_start`` wrote (the caller gives the connection back)."""
+        assert self._wire is not None
+        try:
+            outcomes = await self._wire.receive(sent.conn, sent.commands)
+        except BaseException:
+            if sent.trial:
+                sent.breaker.release_trial()
+                sent.trial = False
+            raise
+        self._settle_node(sent, outcomes, waiting)
+        return outcomes
+
+    def _settle_node(self, sent: _Sent, outcomes: list[Any], waiting: set[str]) -> None:
+        """A node's attempt is over: its breaker learns how it went."""
+        node = sent.node
         if any(type(reply) is Lost for reply in outcomes):
             self._failed[node.name] = node
-        return outcomes
+            counted = self._counted.get(asyncio.current_task())
+            if counted is None or node.name not in counted:
+                sent.breaker.record_failure(sent.trial)
+                if counted is not None:
+                    counted.add(node.name)
+            elif sent.trial:
+                sent.breaker.release_trial()
+        else:
+            sent.breaker.record_success(sent.trial)
+        sent.trial = False
+        waiting.discard(node.name)
 
     async def _follow(self, args: tuple[Any, ...], redirect: BaseException) -> Any:
         """A command that was redirected (so did not run), sent again through redis-py,

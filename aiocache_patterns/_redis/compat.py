@@ -13,6 +13,9 @@ Two fast paths read private attributes:
   (an ``asyncio.StreamReader``: ``at_eof()``, ``exception()``, ``_buffer``),
   which is what lets the executor keep a connection (the lane) out of the
   pool between calls.
+* the pipelines read their replies from a connection's reply parser
+  (``_parser.read_response``) when it is one of redis-py's (``_wire.py``
+  checks its class on the first connected connection).
 
 Each is checked where it is first needed: the ready queue when the executor
 binds to a loop, the connection's attributes when its class is first seen

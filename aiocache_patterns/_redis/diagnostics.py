@@ -8,7 +8,8 @@ connection per client and event loop).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from .executor import executor_for
@@ -35,6 +36,9 @@ class ClientStats:
     held_connections: int
     #: Wake-up channels subscribed right now (lock, semaphore and recompute waiters).
     wake_up_channels: int
+    #: Each circuit breaker's state (``"closed"``, ``"open"``, ``"half_open"``): one
+    #: for a server (key ``""``), one per cluster node used so far (key ``"host:port"``).
+    breakers: Mapping[str, str] = field(default_factory=dict)
 
 
 def client_stats(redis: Any) -> ClientStats:
@@ -51,4 +55,5 @@ def client_stats(redis: Any) -> ClientStats:
         batches_in_flight=executor.pending_tasks,
         held_connections=executor.held_connections,
         wake_up_channels=len(notifier_for(redis).channels),
+        breakers=executor.breaker_states(),
     )

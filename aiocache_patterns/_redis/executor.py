@@ -47,15 +47,21 @@ import weakref
 from collections.abc import Coroutine, Iterable, Sequence, Sized
 from typing import Any, Final, TypeVar
 
-from redis import exceptions as redis_errors
-from redis.asyncio.cluster import RedisCluster
 from redis.client import NEVER_DECODE
 from redis.crc import key_slot
 
 from .._telemetry import BATCH_KINDS, TELEMETRY, AttrKey, attrs, node_name
 from ..errors import RedisCommandError, RedisOutOfMemory, RedisTimeout, RedisUnavailable
 from . import compat as _compat
-from .breaker import CircuitBreaker
+from .breaker import BreakerSettings, CircuitBreaker, NodeBreakers
+from .clients import (
+    CLIENT_ERRORS,
+    NO_SCRIPT_ERRORS,
+    OUT_OF_MEMORY_ERRORS,
+    TIMEOUT_ERRORS,
+    UNAVAILABLE_ERRORS,
+    is_cluster_client,
+)
 from .cluster import ClusterDirect
 from .direct import Direct
 from .guards import Deadlines, Slots
@@ -83,16 +89,7 @@ DEFAULT_MAX_BATCH_COMMANDS: Final = 25
 
 _RAW: Final = {NEVER_DECODE: True}  # bulk replies as bytes, whatever the client decodes
 
-_UNAVAILABLE_ERRORS: Final = (
-    redis_errors.ConnectionError,  # includes MaxConnectionsError, BusyLoadingError
-    redis_errors.TimeoutError,
-    redis_errors.ClusterDownError,
-    redis_errors.TryAgainError,
-    redis_errors.MasterDownError,
-    redis_errors.RedisClusterException,
-    redis_errors.ReadOnlyError,
-    OSError,  # includes the built-in ConnectionError and TimeoutError
-)
+_UNAVAILABLE_ERRORS: Final = UNAVAILABLE_ERRORS  # redis-py's and valkey-py's (_clients.py)
 
 
 class _Op:
@@ -139,13 +136,13 @@ def _translate(exc: BaseException, timeout: float) -> BaseException:
     """A library exception for an error that ended a whole round trip."""
     if isinstance(exc, (RedisUnavailable, RedisCommandError)):
         return exc
-    if isinstance(exc, (TimeoutError, asyncio.TimeoutError, redis_errors.TimeoutError)):
+    if isinstance(exc, (TimeoutError, asyncio.TimeoutError, *TIMEOUT_ERRORS)):
         new: BaseException = RedisTimeout(f"Redis did not answer within {timeout:g}s")
     elif isinstance(exc, _UNAVAILABLE_ERRORS):
         new = RedisUnavailable(f"Redis is unavailable: {exc}")
-    elif isinstance(exc, redis_errors.OutOfMemoryError):
+    elif isinstance(exc, OUT_OF_MEMORY_ERRORS):
         new = _out_of_memory(exc)
-    elif isinstance(exc, redis_errors.RedisError):
+    elif isinstance(exc, CLIENT_ERRORS):
         new = RedisCommandError(str(exc))
     else:
         return exc
@@ -159,9 +156,11 @@ def _out_of_memory(exc: BaseException) -> RedisOutOfMemory:
 
 def _reply_error(exc: BaseException) -> BaseException:
     """A library exception for one command's error reply inside a pipeline."""
+    if isinstance(exc, (RedisUnavailable, RedisCommandError)):
+        return _copy_error(exc)  # already ours (a cluster node's CircuitOpen)
     if isinstance(exc, _UNAVAILABLE_ERRORS):
         new: BaseException = RedisUnavailable(f"Redis is unavailable: {exc}")
-    elif isinstance(exc, redis_errors.OutOfMemoryError):
+    elif isinstance(exc, OUT_OF_MEMORY_ERRORS):
         new = _out_of_memory(exc)
     else:
         new = RedisCommandError(str(exc))
@@ -195,8 +194,15 @@ class Executor:
         max_batch_commands: int = DEFAULT_MAX_BATCH_COMMANDS,
     ) -> None:
         self.client = client
-        self.is_cluster = isinstance(client, RedisCluster)
-        self.breaker = CircuitBreaker()
+        self.is_cluster = is_cluster_client(client)
+        self.breaker_settings = BreakerSettings()
+        #: On a cluster driven node by node, one breaker per node (``_cluster.py``), and
+        #: the client's own breaker never opens: a failing shard fails its keys alone.
+        self.node_breakers = NodeBreakers(self.breaker_settings)
+        self._per_node = ClusterDirect.for_client(client, self.node_breakers) is not None
+        self.breaker = (
+            CircuitBreaker.never_opens() if self._per_node else self.breaker_settings.breaker()
+        )
         self._max_inflight = max_inflight
         self._max_batch = max_batch
         self._max_commands = max_batch_commands
@@ -312,6 +318,26 @@ class Executor:
         breaker, in-flight bound, deadline and error translation as every command."""
         self._lone_caller()  # bind to the running loop
         return await self._round_trip(timeout, operation)
+
+    @property
+    def per_node(self) -> bool:
+        """Whether this client's breakers are its cluster nodes' (one each)."""
+        return self._per_node
+
+    def configure_breaker(self, settings: BreakerSettings) -> None:
+        """New breaker settings for this client; its breakers start closed again."""
+        self.breaker_settings = settings
+        self.node_breakers.configure(settings)
+        if not self._per_node:
+            self.breaker = settings.breaker()
+            observe_executor(self)
+
+    def breaker_states(self) -> dict[str, str]:
+        """Each breaker's state: ``{"": state}`` for a server, ``{"host:port": state}``
+        per cluster node that was used."""
+        if self._per_node:
+            return {name: b.state_name for name, b in self.node_breakers.by_node.items()}
+        return {"": self.breaker.state_name}
 
     @property
     def round_trips(self) -> int:
@@ -489,7 +515,10 @@ class Executor:
             self.trips.total += 1
             result = await send
         except asyncio.CancelledError as exc:
-            if deadlines.caused(task):
+            timed_out = deadlines.caused(task)
+            if self._per_node and isinstance(self._direct, ClusterDirect):
+                self._direct.stalled(task, timed_out)
+            if timed_out:
                 self.breaker.record_failure(trial)
                 # If redis-py was retrying (backing off after a failure), that failure
                 # is the real story: keep it as the cause.
@@ -501,7 +530,7 @@ class Executor:
         except _UNAVAILABLE_ERRORS as exc:
             self.breaker.record_failure(trial)
             raise _translate(exc, timeout) from exc
-        except redis_errors.RedisError as exc:
+        except CLIENT_ERRORS as exc:
             self.breaker.record_success(trial)
             raise _translate(exc, timeout) from exc
         except RuntimeError as exc:
@@ -531,7 +560,9 @@ class Executor:
     def _rebind_direct(self) -> None:
         """A new loop: a new direct path; the old lane's connection goes back to the pool."""
         old = self._direct
-        self._direct = Direct.for_client(self.client) or ClusterDirect.for_client(self.client)
+        self._direct = Direct.for_client(self.client) or ClusterDirect.for_client(
+            self.client, self.node_breakers
+        )
         task = old.close_soon() if isinstance(old, Direct) else None
         if task is not None:
             self._lane_closing.add(task)
@@ -545,10 +576,10 @@ class Executor:
             if direct is not None:
                 return await direct.call(args, safe)
             return await self.client.execute_command(*args, **_RAW)
-        except redis_errors.NoScriptError:
+        except NO_SCRIPT_ERRORS:
             if script is None:
                 raise
-            await self.client.script_load(script.source)
+            await self._load_script(script, [args])
             if direct is not None:
                 return await direct.call(args, safe)
             return await self.client.execute_command(*args, **_RAW)
@@ -601,7 +632,7 @@ class Executor:
 
         missing: list[_Op] = []
         for op, reply in zip(others, replies[len(get_groups) :], strict=True):
-            if isinstance(reply, redis_errors.NoScriptError):
+            if isinstance(reply, NO_SCRIPT_ERRORS):
                 missing.append(op)
             elif isinstance(reply, BaseException):
                 _settle_op(op, _reply_error(reply))
@@ -613,10 +644,20 @@ class Executor:
     async def _resend_without_scripts(self, ops: list[_Op]) -> None:
         scripts = {op.script.sha: op.script for op in ops if op.script is not None}
         for script in scripts.values():
-            await self.client.script_load(script.source)
+            await self._load_script(script, [op.args for op in ops if op.script is script])
         replies = await self._pipeline([op.args for op in ops], [op.safe for op in ops])
         for op, reply in zip(ops, replies, strict=True):
             _settle_op(op, _reply_error(reply) if isinstance(reply, BaseException) else reply)
+
+    async def _load_script(self, script: Script, commands: list[tuple[Any, ...]]) -> None:
+        """Load ``script`` where ``commands`` (its EVALSHAs) go: on a cluster driven node
+        by node, on those nodes alone (a dead shard does not hold up the others);
+        otherwise with redis-py's ``script_load`` (every primary of a cluster)."""
+        direct = self._direct
+        if isinstance(direct, ClusterDirect):
+            await direct.load_script(script.source, commands)
+        else:
+            await self.client.script_load(script.source)
 
     async def _pipeline(self, commands: list[tuple[Any, ...]], safe: list[bool]) -> list[Any]:
         """Commands in one non-transactional pipeline (one per node on a cluster); error
@@ -665,8 +706,18 @@ def _read_trips(trips: RoundTrips) -> list[tuple[AttrKey, int]]:
 def observe_executor(executor: Executor) -> None:
     """Let the metrics observe ``executor``'s round trips and its breaker's state."""
     TELEMETRY.executors.add(executor, executor.trips, _read_trips)
-    node = attrs(node=node_name(executor.client))
-    TELEMETRY.breakers.add(executor.breaker, lambda breaker: (node, breaker.state))
+    if executor.per_node:
+        # A cluster's breakers are its nodes', each observed as it is made.
+        def observe(breaker: CircuitBreaker) -> None:
+            node = attrs(node=breaker.name)
+            TELEMETRY.breakers.add(breaker, lambda b: (node, b.state))
+
+        executor.node_breakers.on_new = observe
+        for breaker in executor.node_breakers.by_node.values():
+            observe(breaker)
+    else:
+        node = attrs(node=node_name(executor.client))
+        TELEMETRY.breakers.add(executor.breaker, lambda breaker: (node, breaker.state))
     TELEMETRY.refresh()
 
 
@@ -685,8 +736,9 @@ def executor_for(client: Any) -> Executor:
 def _check_client(client: Any) -> None:
     if not (callable(getattr(client, "execute_command", None)) and hasattr(client, "pipeline")):
         raise TypeError(
-            "redis must be a redis.asyncio.Redis, redis.asyncio.RedisCluster or "
-            f"fakeredis.FakeAsyncRedis client, not {type(client).__name__}"
+            "redis must be a redis.asyncio.Redis, redis.asyncio.RedisCluster, "
+            "valkey.asyncio.Valkey or fakeredis.FakeAsyncRedis client, "
+            f"not {type(client).__name__}"
         )
     if not inspect.iscoroutinefunction(client.execute_command):
         raise TypeError(

@@ -37,15 +37,20 @@ from collections import deque
 from collections.abc import AsyncIterator, Coroutine
 from typing import Any, Final
 
-from redis.exceptions import NoPermissionError
+from redis.asyncio import ConnectionPool, Redis
+from redis.asyncio.client import PubSub
+from redis.asyncio.cluster import RedisCluster
+from redis.crc import key_slot
 
 from ..errors import RedisUnavailable
+from .clients import NO_PERMISSION_ERRORS
 from .executor import executor_for
 
 __all__ = [
     "DENIED_RETRY",
     "Inbox",
     "Notifier",
+    "ShardedNotifier",
     "channel_pattern",
     "hand_over_locally",
     "local_releases",
@@ -56,6 +61,8 @@ __all__ = [
 logger = logging.getLogger("aiocache_patterns.notify")
 
 _ANYONE = b""
+_MESSAGES: Final = frozenset({"message", "smessage", b"message", b"smessage"})
+_SUBSCRIBED: Final = frozenset({"subscribe", "ssubscribe", b"subscribe", b"ssubscribe"})
 
 #: Unsubscribing and closing a pub/sub connection never take longer than this.
 _CLEANUP_TIMEOUT = 1.0
@@ -114,10 +121,15 @@ def _expire(future: asyncio.Future[bytes | None]) -> None:
 
 
 class Notifier:
-    """Pub/sub wake-ups for one client. Use ``notifier_for``."""
+    """Pub/sub wake-ups for one client. Use ``notifier_for``.
 
-    def __init__(self, client: Any) -> None:
+    ``sharded``: subscribe with SSUBSCRIBE (a cluster node's shard channels) rather
+    than SUBSCRIBE; see ``ShardedNotifier``.
+    """
+
+    def __init__(self, client: Any, *, sharded: bool = False) -> None:
         self._client = client
+        self._sharded = sharded
         self._executor = executor_for(client)
         self._waiters: dict[bytes, dict[bytes, Inbox]] = {}
         self._subscribed: set[bytes] = set()
@@ -211,7 +223,8 @@ class Notifier:
                 self._pubsub = self._client.pubsub()
             try:
                 self._unconfirmed.append(channel)
-                await self._executor.guarded(self._pubsub.subscribe(channel), timeout)
+                subscribe = self._pubsub.ssubscribe if self._sharded else self._pubsub.subscribe
+                await self._executor.guarded(subscribe(channel), timeout)
             except BaseException as exc:
                 # The connection is in an unknown state: drop it and every subscription
                 # on it. Waiters already in fall back to their polls; new ones resubscribe.
@@ -243,7 +256,8 @@ class Notifier:
             self._subscribed.difference_update(idle)
             if self._subscribed:
                 try:
-                    await asyncio.wait_for(pubsub.unsubscribe(*idle), _CLEANUP_TIMEOUT)
+                    unsubscribe = pubsub.sunsubscribe if self._sharded else pubsub.unsubscribe
+                    await asyncio.wait_for(unsubscribe(*idle), _CLEANUP_TIMEOUT)
                 except Exception:  # a broken connection: start afresh next time
                     self._discard_pubsub()
                 return
@@ -272,13 +286,13 @@ class Notifier:
             try:
                 async for message in pubsub.listen():
                     kind = message.get("type")
-                    if kind == "message":
+                    if kind in _MESSAGES:
                         self._dispatch(_as_bytes(message["channel"]), _as_bytes(message["data"]))
-                    elif kind == "subscribe":
+                    elif kind in _SUBSCRIBED:
                         self._confirmed(_as_bytes(message["channel"]))
             except asyncio.CancelledError:
                 raise
-            except NoPermissionError:
+            except NO_PERMISSION_ERRORS:
                 # The reply to the oldest SUBSCRIBE not yet confirmed (replies come in order).
                 if self._unconfirmed:
                     self._refused(self._unconfirmed.popleft())
@@ -478,5 +492,103 @@ def notifier_for(client: Any) -> Notifier:
     """The notifier of ``client``, shared by every waiter of this process."""
     notifier = _NOTIFIERS.get(client)
     if notifier is None:
-        notifier = _NOTIFIERS[client] = Notifier(client)
+        notifier = _NOTIFIERS[client] = (
+            ShardedNotifier(client) if ShardedNotifier.can_drive(client) else Notifier(client)
+        )
     return notifier
+
+
+class ShardedNotifier(Notifier):
+    """Wake-ups on a Redis Cluster: sharded pub/sub where the cluster has it.
+
+    A PUBLISH on a cluster is broadcast over the cluster bus to every node
+    (redis/redis#2672); the scripts' wake-ups, sent with SPUBLISH on a cluster
+    node of Redis 7+ (``lock/lua/lib.lua``), stay on the shard that owns the
+    channel's slot. Waiters then SSUBSCRIBE on that shard's primary: one
+    pub/sub connection and reader per node that has waiters, each a
+    ``Notifier(sharded=True)`` over a standalone client for the node. Before
+    Redis 7 (no SSUBSCRIBE), or where redis-py's pub/sub has no ``ssubscribe``,
+    this is the plain ``Notifier`` (SUBSCRIBE on one node, PUBLISH broadcast),
+    as the scripts fall back to PUBLISH there. A slot that moves (a failover, a
+    resharding) is followed at the next subscription; a waiter on the old node
+    meanwhile falls back to its poll.
+    """
+
+    def __init__(self, client: Any) -> None:
+        super().__init__(client)
+        #: Whether wake-ups are sharded on this cluster (None: not asked yet).
+        self._use_shards: bool | None = None
+        self._nodes: dict[str, Notifier] = {}
+        self._node_clients: dict[str, Any] = {}
+
+    @staticmethod
+    def can_drive(client: Any) -> bool:
+        """Whether ``client`` is a cluster client with a slot map to route by."""
+        manager = getattr(client, "nodes_manager", None)
+        return isinstance(client, RedisCluster) and callable(
+            getattr(manager, "get_node_from_slot", None)
+        )
+
+    @property
+    def channels(self) -> frozenset[bytes]:
+        found = set(super().channels)
+        for notifier in self._nodes.values():
+            found.update(notifier.channels)
+        return frozenset(found)
+
+    @property
+    def sharded(self) -> bool | None:
+        """Whether wake-ups go over sharded pub/sub (None until the first waiter)."""
+        return self._use_shards
+
+    @contextlib.asynccontextmanager
+    async def waiting(self, channel: bytes, token: bytes, timeout: float) -> AsyncIterator[Inbox]:
+        if self._use_shards is None:
+            self._use_shards = await self._shards_available(timeout)
+        if not self._use_shards:
+            async with super().waiting(channel, token, timeout) as inbox:
+                yield inbox
+            return
+        async with self._node_notifier(channel).waiting(channel, token, timeout) as inbox:
+            yield inbox
+
+    def publish_refused(self, channel: bytes) -> None:
+        if self._use_shards:
+            self._node_notifier(channel).publish_refused(channel)
+        else:
+            super().publish_refused(channel)
+
+    async def aclose(self) -> None:
+        await super().aclose()
+        nodes, self._nodes = self._nodes, {}
+        clients, self._node_clients = self._node_clients, {}
+        for notifier in nodes.values():
+            await notifier.aclose()
+        for client in clients.values():
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(client.aclose(), _CLEANUP_TIMEOUT)
+
+    async def _shards_available(self, timeout: float) -> bool:
+        """Redis 7+ (SSUBSCRIBE, and SPUBLISH in the scripts) and a redis-py pub/sub
+        with ``ssubscribe``."""
+        if not callable(getattr(PubSub, "ssubscribe", None)):
+            return False
+        info = await self._executor.command("INFO", "server", timeout=timeout, resend_safe=True)
+        if isinstance(info, dict):  # parsed by the client's response callback
+            version = str(info.get("redis_version", ""))
+        else:
+            text = info.decode("utf-8", "replace") if isinstance(info, bytes) else str(info)
+            lines = [ln for ln in text.splitlines() if ln.startswith("redis_version:")]
+            version = lines[0].partition(":")[2] if lines else ""
+        major = version.strip().split(".")[0]
+        return major.isdigit() and int(major) >= 7
+
+    def _node_notifier(self, channel: bytes) -> Notifier:
+        """The notifier of the primary that owns ``channel``'s slot (made on first use)."""
+        node = self._client.nodes_manager.get_node_from_slot(key_slot(channel))
+        notifier = self._nodes.get(node.name)
+        if notifier is None:
+            pool = ConnectionPool(connection_class=node.connection_class, **node.connection_kwargs)
+            client = self._node_clients[node.name] = Redis(connection_pool=pool)
+            notifier = self._nodes[node.name] = Notifier(client, sharded=True)
+        return notifier

@@ -36,7 +36,6 @@ without ``socket_timeout``: the executor's deadline bounds the round trip.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import inspect
 import logging
 import math
@@ -70,6 +69,10 @@ _UNSET: Final = object()
 #: waits only above this high-water mark (64 KiB by default).
 WHOLE_WRITE: Final = 64 * 1024
 
+#: Reply parsers whose ``read_response(disable_decoding=...)`` the pipelines read from
+#: directly (redis-py's, on RESP2; the hiredis one when hiredis is installed).
+_PARSERS: Final = frozenset({"_AsyncHiredisParser", "_AsyncRESP2Parser"})
+
 #: What a connection that failed raises (redis-py's errors, and the OS's).
 CONNECTION_FAILURES: Final = (RedisConnectionError, RedisTimeoutError, OSError)
 
@@ -91,7 +94,15 @@ class Wire:
     """How one client's commands are packed, written and read (its encoding, its
     response callbacks, whether its connections' stream internals can be used)."""
 
-    __slots__ = ("_callbacks", "_checked", "_fast_pack", "_probe", "_replies", "stream_io")
+    __slots__ = (
+        "_callbacks",
+        "_checked",
+        "_fast_pack",
+        "_parser_reads",
+        "_probe",
+        "_replies",
+        "stream_io",
+    )
 
     def __init__(
         self, callbacks: Any, connection_kwargs: Any, connection_class: Any, *, probe: bool
@@ -112,12 +123,24 @@ class Wire:
         #: server closed is seen before writing (see ``_compat.py``).
         self.stream_io = stream_internals_expected(connection_class)
         self._checked = False
+        #: A pipeline's replies are read from the connection's parser (see ``receive()``).
+        self._parser_reads = False
         self._probe = probe
 
     async def exchange(self, conn: Any, commands: Sequence[tuple[Any, ...]]) -> list[Any]:
         """Send ``commands`` in one write on ``conn``; each one's outcome in place (see
         the module docs). Raises only for what is not the connection's failure (an
         argument redis-py cannot pack: nothing is sent) or a cancellation."""
+        failed = await self.send(conn, commands)
+        if failed is not None:
+            return failed
+        return await self.receive(conn, commands)
+
+    async def send(self, conn: Any, commands: Sequence[tuple[Any, ...]]) -> list[Any] | None:
+        """The first half of ``exchange()``: connect if needed and write ``commands``.
+        None once written (read the replies with ``receive()``: until then they are
+        outstanding, and a caller that gives up must disconnect ``conn``), else each
+        command's ``Lost`` outcome."""
         chunks = self._pack_all(conn, commands)
         if not self._ready(conn):
             try:
@@ -128,6 +151,13 @@ class Wire:
             await self._write(conn, chunks)
         except CONNECTION_FAILURES as exc:
             return [Lost(exc, sum(map(len, chunks)) >= WHOLE_WRITE)] * len(commands)
+        return None
+
+    async def receive(self, conn: Any, commands: Sequence[tuple[Any, ...]]) -> list[Any]:
+        """The second half of ``exchange()``: the replies of ``commands``, written by
+        ``send()``, each one's outcome in place."""
+        if self._parser_reads and conn._parser is not None and not conn.health_check_interval:
+            return await self._receive_from_parser(conn, commands)
         replies: list[Any] = []
         for i, args in enumerate(commands):
             try:
@@ -176,6 +206,41 @@ class Wire:
             reply = await reply
         return reply
 
+    async def _receive_from_parser(
+        self, conn: Any, commands: Sequence[tuple[Any, ...]]
+    ) -> list[Any]:
+        """``receive()`` reading each reply from the connection's parser, without the
+        per-reply work of ``Connection.read_response`` that does not apply here (its
+        timeout, which the executor's deadline replaces; its health-check clock, off
+        on this path). What it guarantees is kept: any error or cancellation while
+        replies are outstanding disconnects the connection, and a socket error is a
+        connection failure (``Lost``)."""
+        read = conn._parser.read_response
+        replies: list[Any] = []
+        callbacks = self._callbacks
+        try:
+            for args in commands:
+                reply = await read(disable_decoding=True)
+                if isinstance(reply, ResponseError):
+                    replies.append(reply)
+                    continue
+                callback = self._replies.get(args[0], _UNSET)
+                if callback is _UNSET:
+                    callback = self._replies[args[0]] = callbacks.get(args[0])
+                if callback is not None:
+                    reply = callback(reply)  # type: ignore[operator]
+                    if inspect.isawaitable(reply):
+                        reply = await reply
+                replies.append(reply)
+        except BaseException as exc:
+            await conn.disconnect(nowait=True)
+            if isinstance(exc, OSError):
+                exc = RedisConnectionError(f"Error while reading from the socket: {exc}")
+            if not isinstance(exc, CONNECTION_FAILURES):
+                raise
+            replies.extend([Lost(exc, True)] * (len(commands) - len(replies)))
+        return replies
+
     def _ready(self, conn: Any) -> bool:
         """Whether ``conn`` can be written to now, as far as can be seen without a call:
         connected (streams checked), not closed by the server, no health check due."""
@@ -208,8 +273,15 @@ class Wire:
     def _check(self, conn: Any) -> None:
         """The first connected connection: are its streams what the fast path expects?"""
         self._checked = True
+        parser = getattr(conn, "_parser", None)
+        self._parser_reads = (
+            type(parser).__name__ in _PARSERS
+            and type(parser).__module__.startswith("redis._parsers")
+            and getattr(conn, "protocol", 2) in (2, "2", None)
+        )
         if not has_stream_internals(conn):
             self.stream_io = False
+            self._parser_reads = False
             logger.info(
                 "%s has no asyncio streams where expected; writing through redis-py's "
                 "send_packed_command instead",
@@ -239,9 +311,23 @@ class Wire:
     def _pack_all(self, conn: Any, commands: Sequence[tuple[Any, ...]]) -> list[bytes]:
         if len(commands) == 1:
             return self._pack(conn, commands[0])
-        chunks: list[bytes] = []
-        for args in commands:
-            chunks.extend(self._pack(conn, args))
+        if not self._fast_pack:
+            chunks: list[bytes] = []
+            for args in commands:
+                chunks.extend(conn.pack_command(*args))
+            return chunks
+        pack = _hiredis_pack
+        assert pack is not None
+        chunks = []
+        for args in commands:  # _pack(), inlined: a pipeline of 50 packs 50 times
+            first = args[0]
+            if first.__class__ is str and " " in first:
+                chunks.extend(conn.pack_command(*args))
+                continue
+            try:
+                chunks.append(pack(args))
+            except TypeError:  # redis-py says what is wrong
+                chunks.extend(conn.pack_command(*args))
         return chunks
 
     def _pack(self, conn: Any, args: tuple[Any, ...]) -> list[bytes]:
@@ -249,8 +335,10 @@ class Wire:
         if self._fast_pack:
             first = args[0]
             if not (isinstance(first, str) and " " in first):
-                with contextlib.suppress(TypeError):  # redis-py says what is wrong below
+                try:
                     return [_hiredis_pack(args)]  # type: ignore[misc]
+                except TypeError:  # redis-py says what is wrong below
+                    pass
         packed: list[bytes] = conn.pack_command(*args)
         return packed
 

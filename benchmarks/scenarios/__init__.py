@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from benchmarks.scenarios import (
     hit,
+    hit_cluster,
     idempotency,
     leaderboard,
     lock,
@@ -27,6 +28,7 @@ __all__ = ["SCENARIOS", "RunContext", "Scenario"]
 
 _ALL: tuple[Scenario, ...] = (
     hit.SCENARIO,
+    hit_cluster.SCENARIO,
     otel.SCENARIO,
     lock.SCENARIO,
     ratelimit.SCENARIO,

@@ -8,7 +8,7 @@
 -- ARGV[2]  the entry (envelope bytes), or '' to store nothing (the load lost
 --          a race with an invalidation, failed, or was not needed)
 -- ARGV[3]  the entry's time to live in ms
--- ARGV[4]  wake-up channel
+-- ARGV[4]  wake-up channel (SPUBLISH on a cluster node, else PUBLISH)
 --
 -- Returns 1 if the loader still held the lock, 0 if not (an entry is stored
 -- either way: it is the freshest there is). If the entry could not be stored
@@ -38,7 +38,16 @@ if redis.call('GET', KEYS[2]) == ARGV[1] then
     held = 1
 end
 if written or held == 1 then
-    redis.pcall('PUBLISH', ARGV[4], '')
+    -- Sharded on a cluster node (the channel shares the keys' hash tag), as the
+    -- waiters subscribe there (SSUBSCRIBE); PUBLISH elsewhere or before Redis 7.
+    local reply = nil
+    if type(redis.pcall('CLUSTER', 'MYID')) == 'string' then
+        reply = redis.pcall('SPUBLISH', ARGV[4], '')
+    end
+    if reply == nil or (type(reply) == 'table' and reply.err
+            and not string.find(reply.err, 'NOPERM')) then
+        redis.pcall('PUBLISH', ARGV[4], '')
+    end
 end
 if failed then
     return redis.error_reply(failed)

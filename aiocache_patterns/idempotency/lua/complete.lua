@@ -8,7 +8,7 @@
 -- ARGV[3]  the result to store ('' with ARGV[5] = '0': finished, but not storable)
 -- ARGV[4]  time to live of the record in ms (from now)
 -- ARGV[5]  '1' if ARGV[3] is a stored result, '0' if there is none
--- ARGV[6]  wake-up channel
+-- ARGV[6]  wake-up channel (SPUBLISH on a cluster node, else PUBLISH)
 --
 -- Returns 1 if the record was the caller's (now done or freed), 0 if not: its
 -- lease passed and another caller claimed the key (nothing is changed then).
@@ -49,7 +49,16 @@ if not failed then
     redis.call('HDEL', KEYS[1], 'e')
     redis.call('PEXPIRE', KEYS[1], ARGV[4])
 end
-redis.pcall('PUBLISH', ARGV[6], '')
+-- Sharded on a cluster node (the channel shares the record's hash tag), as the
+-- waiters subscribe there (SSUBSCRIBE); PUBLISH elsewhere or before Redis 7.
+local woken = nil
+if type(redis.pcall('CLUSTER', 'MYID')) == 'string' then
+    woken = redis.pcall('SPUBLISH', ARGV[6], '')
+end
+if woken == nil or (type(woken) == 'table' and woken.err
+        and not string.find(woken.err, 'NOPERM')) then
+    redis.pcall('PUBLISH', ARGV[6], '')
+end
 if failed then
     return redis.error_reply(failed)
 end

@@ -6,7 +6,8 @@
 -- next_fence(key, now_us, ttl_ms)    -> the next fencing token (a string), stored in key
 -- live_waiters(q, qd, now, n, keep)  -> the first n live queued tokens, dead ones dropped
 -- wake(channel, token)               -> 1 if a wake-up was published, 0 if Redis
---                                       refused it (an ACL user without channels)
+--                                       refused it (an ACL user without channels);
+--                                       sharded (SPUBLISH) on a cluster node
 -- keep_place(q, qd, token, now, ms)  -> queue the caller (last) or keep its place
 
 local function server_time()
@@ -74,8 +75,25 @@ end
 -- A wake-up is only a hint (the waiter asks Redis before it believes anything),
 -- so a refused one costs the waiter its fallback poll, never correctness: it
 -- must not fail a script whose writes are already applied.
+-- On a cluster node it is sharded (SPUBLISH: the message stays on the shard that
+-- owns the channel's slot, which is the script's: the channel shares the keys'
+-- hash tag) instead of broadcast to every node; PUBLISH where there is no
+-- SPUBLISH (before Redis 7) and on a server that is not a cluster node. Waiters
+-- subscribe the same way (SSUBSCRIBE on a cluster of Redis 7+).
+local on_cluster = nil
 local function wake(channel, token)
-    local reply = redis.pcall('PUBLISH', channel, token)
+    if on_cluster == nil then
+        on_cluster = type(redis.pcall('CLUSTER', 'MYID')) == 'string'
+    end
+    local reply
+    if on_cluster then
+        reply = redis.pcall('SPUBLISH', channel, token)
+        if type(reply) == 'table' and reply.err and not string.find(reply.err, 'NOPERM') then
+            reply = redis.pcall('PUBLISH', channel, token)
+        end
+    else
+        reply = redis.pcall('PUBLISH', channel, token)
+    end
     if type(reply) == 'table' and reply.err then
         return 0
     end
