@@ -24,6 +24,7 @@ from ..serializers import JsonSerializer, Serializer
 from ._decorator import CachedFunction, P, R
 from ._entry import MISS, Codec, EntryIO
 from ._loading import Loader, await_result
+from ._near import NearCache, near_store_for
 from ._recompute import RecomputeLock
 from ._stats import CacheStats, Counters
 
@@ -72,6 +73,10 @@ class Cache:
             stored values larger than this are misses, never decoded.
         clock: wall clock in Unix seconds (injectable for tests).
         random: uniform source in [0, 1) for XFetch (injectable for tests).
+        near: a [`NearCache`][aiocache_patterns.NearCache] keeps hot entries in
+            process memory, dropped by Redis's client tracking when their key
+            changes anywhere (docs/near-cache.md); None (the default): every read
+            goes to Redis.
     """
 
     def __init__(
@@ -93,6 +98,7 @@ class Cache:
         max_value_bytes: int = DEFAULT_MAX_VALUE_BYTES,
         clock: Callable[[], float] = time.time,
         random: Callable[[], float] = random.random,
+        near: NearCache | None = None,
     ) -> None:
         if ttl is None:
             raise TypeError("ttl must be a number of seconds or a timedelta, not None")
@@ -123,6 +129,9 @@ class Cache:
         self._counters = Counters()
         self._io = EntryIO(
             executor, codec, self._counters, timeout=timeout_s, fail_open=fail_open, clock=clock
+        )
+        self._io.near = near_store_for(
+            near, redis, namespace.encode("utf-8") + b":{", self._counters, clock
         )
         lock = (
             RecomputeLock(
@@ -169,7 +178,7 @@ class Cache:
             wanted.setdefault(self._keys.key(k, "keys"), []).append(k)
         rkeys = list(wanted)
         try:
-            raws = await self._io.executor.get_many(rkeys, self._io.timeout)
+            raws = await self._io.fetch_many(rkeys)
         except RedisUnavailable as exc:
             self._io.redis_failed("get_many", exc)
             return {}
@@ -193,6 +202,7 @@ class Cache:
         self._loader.invalidate(rkey)
         await self._loader.settled([rkey])
         await self._io.replace(rkey, data, px, "set")
+        self._io.forget([rkey])
 
     async def set_many(
         self,
@@ -220,6 +230,8 @@ class Cache:
         except RedisUnavailable as exc:
             self._io.redis_failed("set_many", exc)
             return
+        finally:
+            self._io.forget(rkeys)
         refused = [
             k for k, r in zip(rkeys, replies, strict=True) if isinstance(r, RedisOutOfMemory)
         ]
@@ -251,6 +263,8 @@ class Cache:
         except RedisUnavailable:
             self._counters.errors += 1
             raise
+        finally:
+            self._io.forget(rkeys)
         for reply in replies:
             if isinstance(reply, BaseException):
                 self._counters.errors += 1
@@ -287,7 +301,10 @@ class Cache:
             raise
         self._loader.invalidate(rkey)
         store = self._loader.spawn(self._io.replace(rkey, data, px, "write_through"), rkey)
-        await asyncio.shield(store)
+        try:
+            await asyncio.shield(store)
+        finally:
+            self._io.forget([rkey])
 
     # -- loading -------------------------------------------------------------
 
@@ -362,6 +379,8 @@ class Cache:
         Recompute locks they held are given back (and their waiters woken) first.
         """
         await self._loader.aclose()
+        if self._io.near is not None:
+            await self._io.near.aclose()
 
     def _ttl_arg(self, ttl: Seconds | None) -> float:
         return self._ttl if ttl is None else _ttl_seconds(ttl)

@@ -74,7 +74,7 @@ class Loader:
 
     async def get_or_load(self, rkey: bytes, loader: Callable[[], Awaitable[T]], ttl: float) -> T:
         try:
-            raw = await self._io.executor.get(rkey, self._io.timeout)
+            raw = await self._io.fetch(rkey)
         except RedisUnavailable as exc:
             self._io.redis_failed("get_or_load", exc)
             self._counters.misses += 1
@@ -109,8 +109,10 @@ class Loader:
         return value
 
     def invalidate(self, rkey: bytes) -> None:
-        """Loads of ``rkey`` running now must not write their (older) value."""
+        """Loads of ``rkey`` running now must not write their (older) value (nor may
+        reads in flight keep theirs near)."""
         self._load_tokens.pop(rkey, None)
+        self._io.forget([rkey])
         self._flights.forget(rkey)
 
     async def settled(self, rkeys: list[bytes]) -> None:
@@ -316,7 +318,10 @@ class Loader:
         data, px = self._io.codec.encode(value, ttl, delta, rkey)
         if self._load_tokens.get(rkey) is load_token:  # not invalidated while loading
             store = self.spawn(self._io.write(rkey, data, px, "store"), rkey)
-            await asyncio.shield(store)
+            try:
+                await asyncio.shield(store)
+            finally:
+                self._io.forget([rkey])
         return value
 
     async def _timed(self, loader: Callable[[], Awaitable[T]]) -> tuple[T, float]:
@@ -372,6 +377,9 @@ class Loader:
             await asyncio.shield(store)
         except RedisUnavailable as exc:
             self._io.redis_failed("store", exc)
+        finally:
+            if data:
+                self._io.forget([rkey])
 
     def spawn(self, work: Awaitable[Any], storing: bytes | None = None) -> asyncio.Future[Any]:
         """Run ``work`` in a task of its own, owned by the cache (``aclose`` waits for it).
