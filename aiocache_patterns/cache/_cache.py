@@ -131,7 +131,12 @@ class Cache:
             executor, codec, self._counters, timeout=timeout_s, fail_open=fail_open, clock=clock
         )
         self._io.near = near_store_for(
-            near, redis, namespace.encode("utf-8") + b":{", self._counters, clock
+            near,
+            redis,
+            namespace.encode("utf-8") + b":{",
+            self._counters,
+            clock,
+            positive_int(max_value_bytes, "max_value_bytes"),
         )
         lock = (
             RecomputeLock(
@@ -161,9 +166,21 @@ class Cache:
         A cached ``None`` is returned as ``None``; pass a sentinel ``default``
         to tell it from a miss. Stale values are misses here.
         """
-        rkey = self._keys.key(key)
         io = self._io
-        value = io.fresh_value(rkey, await io.read(rkey, "get"))
+        near = io.near
+        if near is not None and near.active:  # the near cache's hit path, kept short
+            rkey = near.rkeys.get(key) if type(key) is str else None
+            if rkey is None:
+                rkey = near.remember(key, self._keys.key(key))
+            raw = near.lookup(rkey)
+            if raw is not None:
+                value = io.near_value(rkey, raw)
+                return default if value is MISS else value
+            raw = await io.read_remote(rkey, "get")
+        else:
+            rkey = self._keys.key(key)
+            raw = await io.read(rkey, "get")
+        value = io.fresh_value(rkey, raw)
         return default if value is MISS else value
 
     async def get_many(self, keys: Iterable[KeyT]) -> dict[KeyT, Any]:

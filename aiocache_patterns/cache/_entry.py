@@ -156,6 +156,13 @@ class Codec:
             return self._bound.loads_bound(raw[HEADER_SIZE:], _context(rkey, raw[:HEADER_SIZE]))
         return self._serializer.loads(raw[HEADER_SIZE:])
 
+    def payload_value(self, raw: bytes, rkey: bytes) -> Any:
+        """The value of an envelope already known to be fresh and within the size limit
+        (a near copy). Raises one of ``UndecodableEntry``."""
+        if self._bound is not None:
+            return self._bound.loads_bound(raw[HEADER_SIZE:], _context(rkey, raw[:HEADER_SIZE]))
+        return self._serializer.loads(raw[HEADER_SIZE:])
+
     def decode(self, raw: bytes, rkey: bytes) -> Entry:
         """Raise one of ``UndecodableEntry`` if ``raw`` is not an entry we can read."""
         created, delta, fresh_until = unpack_header(raw)
@@ -243,18 +250,34 @@ class EntryIO:
             raw = near.lookup(rkey)
             if raw is not None:
                 return raw
+        return await self.fetch_remote(rkey)
+
+    async def fetch_remote(self, rkey: bytes) -> bytes | None:
+        """GET ``rkey`` from Redis (the near cache did not have it); keep the reply near
+        if nothing invalidated the key while it travelled. Raises ``RedisUnavailable``."""
+        near = self.near
+        ticket = None
+        if near is not None:
             ticket = near.begin(rkey)
-        else:
-            near.ensure_started()
-            ticket = None
+            if ticket is None:
+                near.ensure_started()
         if ticket is None:
             return await self.executor.get(rkey, self.timeout)
+        assert near is not None
         raw = None
         try:
             raw = await self.executor.get(rkey, self.timeout)
         finally:
             near.end(rkey, ticket, raw)
         return raw
+
+    async def read_remote(self, rkey: bytes, operation: str) -> bytes | None:
+        """``read()`` after the near cache was asked and did not have it."""
+        try:
+            return await self.fetch_remote(rkey)
+        except RedisUnavailable as exc:
+            self.redis_failed(operation, exc)
+            return None
 
     async def fetch_many(self, rkeys: list[bytes]) -> list[bytes | None]:
         """GET every key in one round trip, the near cache answering what it holds.
@@ -353,6 +376,16 @@ class EntryIO:
                     return value
         self.counters.misses += 1
         return MISS
+
+    def near_value(self, rkey: bytes, raw: bytes) -> Any:
+        """The value of a near copy (fresh, checked when it was kept); counts a hit.
+        One that cannot be decoded is a miss, like one read from Redis."""
+        try:
+            value = self.codec.payload_value(raw, rkey)
+        except UndecodableEntry:
+            return self.fresh_value(rkey, raw)
+        self.counters.hits += 1
+        return value
 
     def redis_failed(self, operation: str, exc: RedisUnavailable) -> None:
         """Count a Redis error; re-raise it unless the cache fails open."""

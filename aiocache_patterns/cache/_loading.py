@@ -73,8 +73,14 @@ class Loader:
         self._closed = False
 
     async def get_or_load(self, rkey: bytes, loader: Callable[[], Awaitable[T]], ttl: float) -> T:
+        near = self._io.near
         try:
-            raw = await self._io.fetch(rkey)
+            if near is not None and near.active:  # the near cache's hit path, kept short
+                raw = near.lookup(rkey)
+                if raw is None:
+                    raw = await self._io.fetch_remote(rkey)
+            else:
+                raw = await self._io.fetch(rkey)
         except RedisUnavailable as exc:
             self._io.redis_failed("get_or_load", exc)
             self._counters.misses += 1

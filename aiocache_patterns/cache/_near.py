@@ -102,8 +102,10 @@ class NearStore:
         prefix: bytes,
         counters: Counters,
         clock: Callable[[], float],
+        max_value_bytes: int,
     ) -> None:
         self._settings = settings
+        self._max_value = max_value_bytes
         self._max_entries = settings.max_entries
         self._max_bytes = settings.max_bytes
         self._ttl = settings.ttl
@@ -118,6 +120,8 @@ class NearStore:
         self._epoch = 0
         #: The stream is up: copies may be kept and served.
         self.active = False
+        #: User key (``str``) -> Redis key, for the hit path (bounded like the entries).
+        self.rkeys: dict[Any, bytes] = {}
         self._listener = InvalidationListener(
             client, prefix, on_keys=self._heard, on_state=self._stream_state
         )
@@ -136,6 +140,15 @@ class NearStore:
             self._bytes -= len(rkey) + len(item[1]) + ENTRY_OVERHEAD
         self._counters.near_misses += 1
         return None
+
+    def remember(self, key: Any, rkey: bytes) -> bytes:
+        """Note ``key``'s Redis key for the next lookups; return it."""
+        if type(key) is str:
+            rkeys = self.rkeys
+            if len(rkeys) >= self._max_entries:
+                rkeys.clear()
+            rkeys[key] = rkey
+        return rkey
 
     def begin(self, rkey: bytes) -> tuple[_Pending, int, int] | None:
         """A ticket for a read of ``rkey`` about to be sent (None: do not keep its reply)."""
@@ -213,7 +226,7 @@ class NearStore:
         if deadline <= now:
             return
         size = len(rkey) + len(raw) + ENTRY_OVERHEAD
-        if size > self._max_bytes:
+        if size > self._max_bytes or len(raw) - _HEADER_SIZE > self._max_value:
             return
         entries = self._entries
         old = entries.pop(rkey, None)
@@ -245,6 +258,7 @@ def near_store_for(
     prefix: bytes,
     counters: Counters,
     clock: Callable[[], float],
+    max_value_bytes: int,
 ) -> NearStore | None:
     """The near store a cache with these settings uses, or None (no near cache, or a
     client without tracking: then bypassed, with one warning)."""
@@ -259,4 +273,4 @@ def near_store_for(
             type(client).__name__,
         )
         return None
-    return NearStore(settings, client, prefix, counters, clock)
+    return NearStore(settings, client, prefix, counters, clock, max_value_bytes)
