@@ -10,7 +10,7 @@ uvloop event loop (``_uvloop.py``).
 
 from __future__ import annotations
 
-from benchmarks.scenarios import hit, leaderboard, lock, ratelimit, soak, stampede
+from benchmarks.scenarios import hit, leaderboard, lock, near, ratelimit, soak, stampede
 from benchmarks.scenarios._base import RunContext, Scenario
 from benchmarks.scenarios._uvloop import OnUvloop
 
@@ -22,6 +22,7 @@ _ALL: tuple[Scenario, ...] = (
     ratelimit.SCENARIO,
     leaderboard.SCENARIO,
     stampede.SCENARIO,
+    near.SCENARIO,
     soak.SCENARIO,
     # The same on uvloop's event loop (run after the others, in a uvloop loop).
     OnUvloop(hit.SCENARIO),
