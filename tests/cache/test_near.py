@@ -455,3 +455,27 @@ async def test_read_your_writes_while_invalidations_are_slow(
         await warm(cache, "k")
         assert await cache.delete("k") == 1
         assert await cache.get("k", MISS) is MISS
+
+
+async def test_a_change_of_the_cluster_masters_flushes(
+    backend: Backend, redis: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if not isinstance(redis, aioredis.RedisCluster):
+        pytest.skip("cluster only")
+    cache = Cache(redis, namespace=namespace(), near=NearCache())
+    try:
+        near = near_of(cache)
+        monkeypatch.setattr(near.listener, "_heartbeat", 0.1)
+        await cache.set("k", 1)
+        await warm(cache, "k")
+        established = near.listener.established
+        primaries = redis.get_primaries()
+        # The cluster now says it has one primary fewer (a failover, as far as we know).
+        monkeypatch.setattr(redis, "get_primaries", lambda: primaries[1:])
+        await eventually(lambda: near.listener.established > established, within=5.0)
+        assert cache.stats.near_invalidations >= 1  # the copy of "k" was dropped
+        monkeypatch.setattr(redis, "get_primaries", lambda: primaries)
+        await eventually(lambda: near.listener.established > established + 1, within=5.0)
+        await warm(cache, "k")
+    finally:
+        await cache.aclose()
