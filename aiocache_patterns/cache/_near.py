@@ -32,7 +32,7 @@ from .._validate import Seconds, positive_int, seconds_or_none
 if TYPE_CHECKING:
     from ._stats import Counters
 
-__all__ = ["NearCache", "NearStore", "near_store_for"]
+__all__ = ["NearCache", "NearStore", "near_store_for", "plain_envelope"]
 
 logger = logging.getLogger("aiocache_patterns.cache")
 
@@ -92,6 +92,12 @@ class _Pending:
         self.invalidations = 0
 
 
+def plain_envelope(raw: bytes) -> bool:
+    """Whether ``raw`` is a plain cache envelope (``_entry.py``'s layout, version 1):
+    the only form a near copy is kept of."""
+    return len(raw) >= _HEADER_SIZE and raw.startswith(_MAGIC)
+
+
 class NearStore:
     """One cache's near copies, their invalidation stream and the pending reads."""
 
@@ -120,6 +126,9 @@ class NearStore:
         self._epoch = 0
         #: The stream is up: copies may be kept and served.
         self.active = False
+        #: Which stored forms may be kept near (a hook: an entry whose validity depends
+        #: on other keys, such as tag versions, must not be served from memory alone).
+        self.keepable: Callable[[bytes], bool] = plain_envelope
         #: User key (``str``) -> Redis key, for the hit path (bounded like the entries).
         self.rkeys: dict[Any, bytes] = {}
         self._listener = InvalidationListener(
@@ -215,8 +224,8 @@ class NearStore:
     # -- keeping ------------------------------------------------------------------------
 
     def _keep_copy(self, rkey: bytes, raw: bytes) -> None:
-        if len(raw) < _HEADER_SIZE or not raw.startswith(_MAGIC):
-            return  # not an envelope: nothing to serve from memory
+        if not self.keepable(raw):
+            return
         if self._keep is not None and not self._keep(rkey):
             return
         deadline: float = _FRESH_UNTIL.unpack_from(raw, _FRESH_UNTIL_AT)[0]

@@ -48,8 +48,16 @@ def delay_reader(
         last = 0
         stale = reads = 0
         due = 0  # the newest version whose set returned more than STALE_AFTER ago
+        previous = time.monotonic()
+        stalls = 0
+        longest = 0.0
         while last < writes:
             started = time.monotonic()
+            gap = started - previous
+            previous = started
+            if gap > 0.002:  # this process did not run for a while (a busy machine)
+                stalls += 1
+                longest = max(longest, gap)
             while due < writes and 0 < returned[due + 1] < started - STALE_AFTER:
                 due += 1
             value = await cache.get("delay", 0)
@@ -62,7 +70,16 @@ def delay_reader(
                     seen[v] = now
                 last = value
             await asyncio.sleep(0)  # a reader that never yields would starve the listener
-        out.put({"seen": seen, "stale": stale, "reads": reads, "stats": str(cache.stats)})
+        out.put(
+            {
+                "seen": seen,
+                "stale": stale,
+                "reads": reads,
+                "stalls": stalls,
+                "longest_stall": longest,
+                "stats": str(cache.stats),
+            }
+        )
         await cache.aclose()
         await client.aclose()
 

@@ -207,6 +207,13 @@ class NearScenario:
                     "0 " + _tick(delay["stale"] == 0),
                 ]
             )
+            rows.append(
+                [
+                    "reader process stalls > 2 ms (not scheduled: a busy machine)",
+                    f"{delay['stalls']}, longest {_ms(delay['longest_stall'])}",
+                    "",
+                ]
+            )
             seconds = 3.0 if ctx.quick else 10.0
             ctx.progress.step(f"churn ({seconds:g} s)")
             churn = await asyncio.to_thread(_churn, url, 1000, seconds, 3)

@@ -479,3 +479,28 @@ async def test_a_change_of_the_cluster_masters_flushes(
         await warm(cache, "k")
     finally:
         await cache.aclose()
+
+
+async def test_only_plain_envelopes_are_kept(backend: Backend, redis: Client) -> None:
+    if backend.is_fake:
+        pytest.skip("fakeredis has no client tracking")
+    ns = namespace()
+    cache = Cache(redis, namespace=ns, near=NearCache())
+    try:
+        await cache.set("k", 1)
+        await warm(cache, "k")
+        # Bytes the cache did not write (another program's value) are a miss, never kept.
+        await redis.set(f"{ns}:{{foreign}}".encode(), b"not an envelope")
+        for _ in range(3):
+            assert await cache.get("foreign", MISS) is MISS
+        assert len(near_of(cache)) == 1
+        # The hook: a store that refuses a form (an entry validated against other keys)
+        # serves it from Redis every time.
+        near_of(cache).keepable = lambda raw: False
+        await cache.set("k", 2)
+        hits = cache.stats.near_hits
+        for _ in range(3):
+            assert await cache.get("k") == 2
+        assert cache.stats.near_hits == hits
+    finally:
+        await cache.aclose()
