@@ -33,7 +33,8 @@ class CacheStats:
     decode_errors: int = 0
     #: Reads answered from the near cache (process memory), without a round trip.
     near_hits: int = 0
-    #: Reads the near cache could not answer (sent to Redis).
+    #: Reads the near cache did not hold (sent to Redis); reads while it is bypassed
+    #: (no invalidation stream) are not counted.
     near_misses: int = 0
     #: Near copies dropped because Redis (or this process) changed their key,
     #: or because the invalidation stream was lost.

@@ -504,3 +504,29 @@ async def test_only_plain_envelopes_are_kept(backend: Backend, redis: Client) ->
         assert cache.stats.near_hits == hits
     finally:
         await cache.aclose()
+
+
+async def test_the_local_ttl_cap_and_the_keep_predicate(backend: Backend, redis: Client) -> None:
+    if backend.is_fake:
+        pytest.skip("fakeredis has no client tracking")
+    ns = namespace()
+    capped = Cache(redis, namespace=ns, near=NearCache(ttl=0.2))
+    picky = Cache(redis, namespace=ns, near=NearCache(keep=lambda rkey: b"hot" in rkey))
+    try:
+        await capped.set("k", 1, ttl=3600)
+        await warm(capped, "k")
+        await asyncio.sleep(0.25)
+        misses = capped.stats.near_misses
+        assert await capped.get("k") == 1  # still in Redis, but no longer kept near
+        assert capped.stats.near_misses == misses + 1
+
+        await picky.set_many({"hot:1": 1, "cold:1": 2})
+        await warm(picky, "hot:1")
+        hits = picky.stats.near_hits
+        for _ in range(3):
+            assert await picky.get("cold:1") == 2
+        assert picky.stats.near_hits == hits
+        assert len(near_of(picky)) == 1
+    finally:
+        await capped.aclose()
+        await picky.aclose()
