@@ -12,6 +12,7 @@ in ``_redis/`` and the basics (``errors``, ``keys``, ``serializers``,
 
 from ._redis.diagnostics import ClientStats as ClientStats
 from ._redis.diagnostics import client_stats as client_stats
+from ._telemetry import configure_telemetry as configure_telemetry
 from ._validate import Seconds as Seconds
 from .cache import Cache as Cache
 from .cache import CachedFunction as CachedFunction
@@ -19,6 +20,9 @@ from .cache import CacheStats as CacheStats
 from .cache import NearCache as NearCache
 from .errors import CachePatternsError as CachePatternsError
 from .errors import CircuitOpen as CircuitOpen
+from .errors import IdempotencyConflict as IdempotencyConflict
+from .errors import IdempotencyError as IdempotencyError
+from .errors import IdempotencyKeyReused as IdempotencyKeyReused
 from .errors import LockError as LockError
 from .errors import LockLost as LockLost
 from .errors import LockNotAcquired as LockNotAcquired
@@ -30,6 +34,7 @@ from .errors import RedisOutOfMemory as RedisOutOfMemory
 from .errors import RedisTimeout as RedisTimeout
 from .errors import RedisUnavailable as RedisUnavailable
 from .errors import SerializationError as SerializationError
+from .idempotency import Idempotency as Idempotency
 from .keys import KeyT as KeyT
 from .leaderboard import BoardPeriod as BoardPeriod
 from .leaderboard import KeepPolicy as KeepPolicy
@@ -64,6 +69,10 @@ __all__ = (
     "CachedFunction",
     "CircuitOpen",
     "ClientStats",
+    "Idempotency",
+    "IdempotencyConflict",
+    "IdempotencyError",
+    "IdempotencyKeyReused",
     "JsonSerializer",
     "KeepPolicy",
     "KeyT",
@@ -98,4 +107,5 @@ __all__ = (
     "SingleFlightStats",
     "ViewAggregate",
     "client_stats",
+    "configure_telemetry",
 )

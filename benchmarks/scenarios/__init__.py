@@ -10,7 +10,17 @@ uvloop event loop (``_uvloop.py``).
 
 from __future__ import annotations
 
-from benchmarks.scenarios import hit, leaderboard, lock, near, ratelimit, soak, stampede
+from benchmarks.scenarios import (
+    hit,
+    idempotency,
+    leaderboard,
+    lock,
+    near,
+    otel,
+    ratelimit,
+    soak,
+    stampede,
+)
 from benchmarks.scenarios._base import RunContext, Scenario
 from benchmarks.scenarios._uvloop import OnUvloop
 
@@ -18,11 +28,13 @@ __all__ = ["SCENARIOS", "RunContext", "Scenario"]
 
 _ALL: tuple[Scenario, ...] = (
     hit.SCENARIO,
+    otel.SCENARIO,
     lock.SCENARIO,
     ratelimit.SCENARIO,
     leaderboard.SCENARIO,
     stampede.SCENARIO,
     near.SCENARIO,
+    idempotency.SCENARIO,
     soak.SCENARIO,
     # The same on uvloop's event loop (run after the others, in a uvloop loop).
     OnUvloop(hit.SCENARIO),
