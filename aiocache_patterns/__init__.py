@@ -19,6 +19,7 @@ from ._validate import Seconds as Seconds
 from .cache import Cache as Cache
 from .cache import CachedFunction as CachedFunction
 from .cache import CacheStats as CacheStats
+from .cache import NearCache as NearCache
 from .errors import CachePatternsError as CachePatternsError
 from .errors import CircuitOpen as CircuitOpen
 from .errors import IdempotencyConflict as IdempotencyConflict
@@ -88,6 +89,7 @@ __all__ = (
     "LockNotAcquired",
     "LockNotOwned",
     "MsgpackSerializer",
+    "NearCache",
     "PickleSerializer",
     "RankStyle",
     "Rate",

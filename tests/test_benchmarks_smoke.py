@@ -28,6 +28,8 @@ HIT_VARIANTS = {
     "Cache.get",
     "Cache.get_or_load",
     "@Cache.cached",
+    "Cache.get (near)",
+    "near floor",
     "cashews get",
     "cashews @cache",
     "aiocache get",

@@ -9,6 +9,7 @@ Its Lua scripts are in ``lua/``. See docs/cache-aside.md and docs/stampede.md.
 
 from ._cache import Cache as Cache
 from ._decorator import CachedFunction as CachedFunction
+from ._near import NearCache as NearCache
 from ._stats import CacheStats as CacheStats
 
-__all__ = ("Cache", "CacheStats", "CachedFunction")
+__all__ = ("Cache", "CacheStats", "CachedFunction", "NearCache")

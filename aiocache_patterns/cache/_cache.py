@@ -25,6 +25,7 @@ from ..serializers import JsonSerializer, Serializer
 from ._decorator import CachedFunction, P, R
 from ._entry import MISS, Codec, EntryIO
 from ._loading import Loader, await_result
+from ._near import NearCache, near_store_for
 from ._recompute import RecomputeLock
 from ._stats import CacheStats, Counters, observe
 
@@ -75,6 +76,10 @@ class Cache:
         random: uniform source in [0, 1) for XFetch (injectable for tests).
         tracing: make an OpenTelemetry span per operation (``True``), none
             (``False``), or as ``configure_telemetry(tracing=...)`` says (``None``).
+        near: a [`NearCache`][aiocache_patterns.NearCache] keeps hot entries in
+            process memory, dropped by Redis's client tracking when their key
+            changes anywhere (docs/near-cache.md); None (the default): every read
+            goes to Redis.
     """
 
     def __init__(
@@ -97,6 +102,7 @@ class Cache:
         clock: Callable[[], float] = time.time,
         random: Callable[[], float] = random.random,
         tracing: bool | None = None,
+        near: NearCache | None = None,
     ) -> None:
         if ttl is None:
             raise TypeError("ttl must be a number of seconds or a timedelta, not None")
@@ -130,6 +136,14 @@ class Cache:
         self._io = EntryIO(
             executor, codec, self._counters, timeout=timeout_s, fail_open=fail_open, clock=clock
         )
+        self._io.near = near_store_for(
+            near,
+            redis,
+            namespace.encode("utf-8") + b":{",
+            self._counters,
+            clock,
+            positive_int(max_value_bytes, "max_value_bytes"),
+        )
         lock = (
             RecomputeLock(
                 executor,
@@ -162,9 +176,21 @@ class Cache:
         A cached ``None`` is returned as ``None``; pass a sentinel ``default``
         to tell it from a miss. Stale values are misses here.
         """
-        rkey = self._keys.key(key)
         io = self._io
-        value = io.fresh_value(rkey, await io.read(rkey, "get"))
+        near = io.near
+        if near is not None and near.active:  # the near cache's hit path, kept short
+            rkey = near.rkeys.get(key) if type(key) is str else None
+            if rkey is None:
+                rkey = near.remember(key, self._keys.key(key))
+            raw = near.lookup(rkey)
+            if raw is not None:
+                value = io.near_value(rkey, raw)
+                return default if value is MISS else value
+            raw = await io.read_remote(rkey, "get")
+        else:
+            rkey = self._keys.key(key)
+            raw = await io.read(rkey, "get")
+        value = io.fresh_value(rkey, raw)
         return default if value is MISS else value
 
     async def get_many(self, keys: Iterable[KeyT]) -> dict[KeyT, Any]:
@@ -179,7 +205,7 @@ class Cache:
             wanted.setdefault(self._keys.key(k, "keys"), []).append(k)
         rkeys = list(wanted)
         try:
-            raws = await self._io.executor.get_many(rkeys, self._io.timeout)
+            raws = await self._io.fetch_many(rkeys)
         except RedisUnavailable as exc:
             self._io.redis_failed("get_many", exc)
             return {}
@@ -203,6 +229,7 @@ class Cache:
         self._loader.invalidate(rkey)
         await self._loader.settled([rkey])
         await self._io.replace(rkey, data, px, "set")
+        self._io.forget([rkey])
 
     async def set_many(
         self,
@@ -230,6 +257,8 @@ class Cache:
         except RedisUnavailable as exc:
             self._io.redis_failed("set_many", exc)
             return
+        finally:
+            self._io.forget(rkeys)
         refused = [
             k for k, r in zip(rkeys, replies, strict=True) if isinstance(r, RedisOutOfMemory)
         ]
@@ -261,6 +290,8 @@ class Cache:
         except RedisUnavailable:
             self._counters.errors += 1
             raise
+        finally:
+            self._io.forget(rkeys)
         for reply in replies:
             if isinstance(reply, BaseException):
                 self._counters.errors += 1
@@ -297,7 +328,10 @@ class Cache:
             raise
         self._loader.invalidate(rkey)
         store = self._loader.spawn(self._io.replace(rkey, data, px, "write_through"), rkey)
-        await asyncio.shield(store)
+        try:
+            await asyncio.shield(store)
+        finally:
+            self._io.forget([rkey])
 
     # -- loading -------------------------------------------------------------
 
@@ -372,6 +406,8 @@ class Cache:
         Recompute locks they held are given back (and their waiters woken) first.
         """
         await self._loader.aclose()
+        if self._io.near is not None:
+            await self._io.near.aclose()
 
     def _ttl_arg(self, ttl: Seconds | None) -> float:
         return self._ttl if ttl is None else _ttl_seconds(ttl)

@@ -37,6 +37,7 @@ from ..serializers import BoundSerializer, Serializer
 
 if TYPE_CHECKING:
     from .._redis.executor import Executor
+    from ._near import NearStore
     from ._stats import Counters
 
 __all__ = ["HEADER_SIZE", "MAGIC", "MISS", "Codec", "Entry", "EntryIO", "EnvelopeError", "pack"]
@@ -155,6 +156,13 @@ class Codec:
             return self._bound.loads_bound(raw[HEADER_SIZE:], _context(rkey, raw[:HEADER_SIZE]))
         return self._serializer.loads(raw[HEADER_SIZE:])
 
+    def payload_value(self, raw: bytes, rkey: bytes) -> Any:
+        """The value of an envelope already known to be fresh and within the size limit
+        (a near copy). Raises one of ``UndecodableEntry``."""
+        if self._bound is not None:
+            return self._bound.loads_bound(raw[HEADER_SIZE:], _context(rkey, raw[:HEADER_SIZE]))
+        return self._serializer.loads(raw[HEADER_SIZE:])
+
     def decode(self, raw: bytes, rkey: bytes) -> Entry:
         """Raise one of ``UndecodableEntry`` if ``raw`` is not an entry we can read."""
         created, delta, fresh_until = unpack_header(raw)
@@ -192,6 +200,7 @@ class EntryIO:
         "counters",
         "executor",
         "fail_open",
+        "near",
         "timeout",
     )
 
@@ -213,17 +222,94 @@ class EntryIO:
         self._clock = clock
         self._warned_keys: set[bytes] = set()
         self._last_error_log = 0.0
+        #: The near cache (process memory in front of Redis), if there is one.
+        self.near: NearStore | None = None
 
     def now(self) -> float:
         return self._clock()
 
     async def read(self, rkey: bytes, operation: str) -> bytes | None:
-        """GET ``rkey``; None if absent, or if Redis failed and the cache fails open."""
+        """GET ``rkey`` (from the near cache if it holds it); None if absent, or if
+        Redis failed and the cache fails open."""
         try:
+            if self.near is not None:
+                return await self.fetch(rkey)
             return await self.executor.get(rkey, self.timeout)
         except RedisUnavailable as exc:
             self.redis_failed(operation, exc)
             return None
+
+    async def fetch(self, rkey: bytes) -> bytes | None:
+        """GET ``rkey``, from the near cache if it holds a fresh copy; a reply from Redis
+        is kept near if nothing invalidated the key while it travelled. Raises
+        ``RedisUnavailable``."""
+        near = self.near
+        if near is None:
+            return await self.executor.get(rkey, self.timeout)
+        if near.active:
+            raw = near.lookup(rkey)
+            if raw is not None:
+                return raw
+        return await self.fetch_remote(rkey)
+
+    async def fetch_remote(self, rkey: bytes) -> bytes | None:
+        """GET ``rkey`` from Redis (the near cache did not have it); keep the reply near
+        if nothing invalidated the key while it travelled. Raises ``RedisUnavailable``."""
+        near = self.near
+        ticket = None
+        if near is not None:
+            ticket = near.begin(rkey)
+            if ticket is None:
+                near.ensure_started()
+        if ticket is None:
+            return await self.executor.get(rkey, self.timeout)
+        assert near is not None
+        raw = None
+        try:
+            raw = await self.executor.get(rkey, self.timeout)
+        finally:
+            near.end(rkey, ticket, raw)
+        return raw
+
+    async def read_remote(self, rkey: bytes, operation: str) -> bytes | None:
+        """``read()`` after the near cache was asked and did not have it."""
+        try:
+            return await self.fetch_remote(rkey)
+        except RedisUnavailable as exc:
+            self.redis_failed(operation, exc)
+            return None
+
+    async def fetch_many(self, rkeys: list[bytes]) -> list[bytes | None]:
+        """GET every key in one round trip, the near cache answering what it holds.
+        Raises ``RedisUnavailable``."""
+        near = self.near
+        if near is None or not near.active:
+            if near is not None:
+                near.ensure_started()
+            return await self.executor.get_many(rkeys, self.timeout)
+        raws: list[bytes | None] = [near.lookup(k) for k in rkeys]
+        missing = [i for i, raw in enumerate(raws) if raw is None]
+        if not missing:
+            return raws
+        wanted = [rkeys[i] for i in missing]
+        tickets = [near.begin(k) for k in wanted]
+        got: list[bytes | None] = [None] * len(wanted)
+        try:
+            got = await self.executor.get_many(wanted, self.timeout)
+        finally:
+            for k, ticket, raw in zip(wanted, tickets, got, strict=True):
+                if ticket is not None:
+                    near.end(k, ticket, raw)
+        for i, raw in zip(missing, got, strict=True):
+            raws[i] = raw
+        return raws
+
+    def forget(self, rkeys: list[bytes]) -> None:
+        """This process writes these keys: drop their near copies, void reads in flight."""
+        near = self.near
+        if near is not None:
+            for rkey in rkeys:
+                near.forget(rkey)
 
     async def write(self, rkey: bytes, data: bytes, px: int, operation: str) -> None:
         """SET ``rkey`` with its TTL; a Redis failure is counted (raised unless failing open)."""
@@ -290,6 +376,16 @@ class EntryIO:
                     return value
         self.counters.misses += 1
         return MISS
+
+    def near_value(self, rkey: bytes, raw: bytes) -> Any:
+        """The value of a near copy (fresh, checked when it was kept); counts a hit.
+        One that cannot be decoded is a miss, like one read from Redis."""
+        try:
+            value = self.codec.payload_value(raw, rkey)
+        except UndecodableEntry:
+            return self.fresh_value(rkey, raw)
+        self.counters.hits += 1
+        return value
 
     def redis_failed(self, operation: str, exc: RedisUnavailable) -> None:
         """Count a Redis error; re-raise it unless the cache fails open."""

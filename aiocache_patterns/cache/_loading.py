@@ -22,6 +22,7 @@ background, like a store already under way).
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 import logging
 import time
@@ -71,17 +72,75 @@ class Loader:
         self.cleanups: set[asyncio.Future[Any]] = set()
         #: Stores on their way to Redis, by key: an invalidation waits for them.
         self._storing: dict[bytes, asyncio.Future[Any]] = {}
+        #: Keys being read from Redis by a caller of this process, and the callers who
+        #: came meanwhile and wait for that read (and its load, on a miss).
+        self._reads: dict[bytes, list[asyncio.Future[Any]]] = {}
         self._closed = False
         #: Attributes of ``aiocache_patterns.cache.load.duration``, by outcome (set by Cache).
         self.load_attributes: dict[str, dict[str, str]] = {}
 
     async def get_or_load(self, rkey: bytes, loader: Callable[[], Awaitable[T]], ttl: float) -> T:
+        near = self._io.near
+        if near is not None and near.active and (raw := near.lookup(rkey)) is not None:
+            return await self._after_read(rkey, loader, ttl, raw)  # the near cache's hit
+        reads = self._reads
+        joiners = reads.get(rkey)
+        if joiners is not None:  # a caller of this process is reading this key: share it
+            return await self._join_read(joiners, rkey, loader, ttl)
+        reads[rkey] = joiners = []
         try:
-            raw = await self._io.executor.get(rkey, self._io.timeout)
+            raw = await self._io.fetch_remote(rkey)
         except RedisUnavailable as exc:
+            _settle_joiners(reads, rkey, joiners, (_DOWN, exc))
             self._io.redis_failed("get_or_load", exc)
             self._counters.misses += 1
             return await self._flights.do(rkey, self._call, loader)
+        except BaseException:
+            _settle_joiners(reads, rkey, joiners, _RETRY)
+            raise
+        if reads.get(rkey) is joiners:
+            del reads[rkey]  # later callers read for themselves
+        if not joiners:
+            return await self._after_read(rkey, loader, ttl, raw)
+        if raw is not None:  # each of them decodes a value of its own
+            _settle_joiners(reads, rkey, joiners, (_RAW, raw))
+            return await self._after_read(rkey, loader, ttl, raw)
+        # A miss that callers of this process share: they get the load's outcome
+        # directly, one wake-up each. The load runs in a task of its own, so cancelling
+        # this caller does not cancel what the others wait for.
+        self._counters.misses += len(joiners)  # their misses, counted now like ours
+        task = asyncio.ensure_future(self._after_read(rkey, loader, ttl, raw))
+        task.add_done_callback(functools.partial(_settle_from_load, joiners))
+        return await asyncio.shield(task)
+
+    async def _join_read(
+        self,
+        joiners: list[asyncio.Future[Any]],
+        rkey: bytes,
+        loader: Callable[[], Awaitable[T]],
+        ttl: float,
+    ) -> T:
+        """Wait for another caller's read of ``rkey`` (and its load, on a miss)."""
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        joiners.append(future)
+        outcome = await future
+        if outcome is _RETRY:  # the reader was cancelled, or Redis failed it
+            return await self.get_or_load(rkey, loader, ttl)
+        kind, payload = outcome
+        if kind is _RAW:  # decoded for this caller: a value of its own
+            return await self._after_read(rkey, loader, ttl, payload)
+        if kind is _DOWN:  # Redis failed the read: fail open, sharing the one load
+            self._io.redis_failed("get_or_load", payload)
+            self._counters.misses += 1
+            return await self._flights.do(rkey, self._call, loader)
+        self._counters.coalesced += 1  # (its miss was counted when the read came back)
+        if kind is _ERROR:
+            raise payload
+        return payload  # type: ignore[no-any-return]
+
+    async def _after_read(
+        self, rkey: bytes, loader: Callable[[], Awaitable[T]], ttl: float, raw: bytes | None
+    ) -> T:
         entry = self._io.decode(rkey, raw)
         if entry is not None:
             now = self._io.now()
@@ -112,8 +171,11 @@ class Loader:
         return value
 
     def invalidate(self, rkey: bytes) -> None:
-        """Loads of ``rkey`` running now must not write their (older) value."""
+        """Loads of ``rkey`` running now must not write their (older) value (nor may
+        reads in flight keep theirs near)."""
         self._load_tokens.pop(rkey, None)
+        self._reads.pop(rkey, None)  # callers from now on read for themselves
+        self._io.forget([rkey])
         self._flights.forget(rkey)
 
     async def settled(self, rkeys: list[bytes]) -> None:
@@ -319,7 +381,10 @@ class Loader:
         data, px = self._io.codec.encode(value, ttl, delta, rkey)
         if self._load_tokens.get(rkey) is load_token:  # not invalidated while loading
             store = self.spawn(self._io.write(rkey, data, px, "store"), rkey)
-            await asyncio.shield(store)
+            try:
+                await asyncio.shield(store)
+            finally:
+                self._io.forget([rkey])
         return value
 
     async def _timed(self, loader: Callable[[], Awaitable[T]]) -> tuple[T, float]:
@@ -383,6 +448,9 @@ class Loader:
             await asyncio.shield(store)
         except RedisUnavailable as exc:
             self._io.redis_failed("store", exc)
+        finally:
+            if data:
+                self._io.forget([rkey])
 
     def spawn(self, work: Awaitable[Any], storing: bytes | None = None) -> asyncio.Future[Any]:
         """Run ``work`` in a task of its own, owned by the cache (``aclose`` waits for it).
@@ -414,6 +482,41 @@ class Loader:
     def _end_load(self, rkey: bytes, load_token: object) -> None:
         if self._load_tokens.get(rkey) is load_token:
             del self._load_tokens[rkey]
+
+
+_RETRY: Any = object()
+_RAW: Any = object()
+_VALUE: Any = object()
+_ERROR: Any = object()
+_DOWN: Any = object()
+
+
+def _settle_joiners(
+    reads: dict[bytes, list[asyncio.Future[Any]]],
+    rkey: bytes,
+    joiners: list[asyncio.Future[Any]],
+    outcome: Any,
+) -> None:
+    """Hand a shared read's outcome to the callers who joined it (once)."""
+    if reads.get(rkey) is joiners:
+        del reads[rkey]
+    for future in joiners:
+        if not future.done():
+            future.set_result(outcome)
+    joiners.clear()
+
+
+def _settle_from_load(joiners: list[asyncio.Future[Any]], task: asyncio.Future[Any]) -> None:
+    if task.cancelled():
+        outcome: Any = _RETRY
+    elif (exc := task.exception()) is not None:
+        outcome = (_ERROR, exc)
+    else:
+        outcome = (_VALUE, task.result())
+    for future in joiners:
+        if not future.done():
+            future.set_result(outcome)
+    joiners.clear()
 
 
 async def _after(previous: asyncio.Future[Any], work: Awaitable[T]) -> T:

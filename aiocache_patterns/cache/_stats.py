@@ -33,6 +33,16 @@ class CacheStats:
     errors: int = 0
     #: Stored values that could not be decoded (treated as misses, then overwritten).
     decode_errors: int = 0
+    #: Reads answered from the near cache (process memory), without a round trip.
+    near_hits: int = 0
+    #: Reads the near cache did not hold (sent to Redis); reads while it is bypassed
+    #: (no invalidation stream) are not counted.
+    near_misses: int = 0
+    #: Near copies dropped because Redis (or this process) changed their key,
+    #: or because the invalidation stream was lost.
+    near_invalidations: int = 0
+    #: Near copies dropped to stay under ``max_entries`` / ``max_bytes``.
+    near_evictions: int = 0
 
 
 @dataclass(slots=True)
@@ -49,6 +59,10 @@ class Counters:
     refreshes: int = 0
     errors: int = 0
     decode_errors: int = 0
+    near_hits: int = 0
+    near_misses: int = 0
+    near_invalidations: int = 0
+    near_evictions: int = 0
 
     def snapshot(self) -> CacheStats:
         return CacheStats(**{f.name: getattr(self, f.name) for f in fields(self)})

@@ -16,6 +16,7 @@ from benchmarks.scenarios import (
     idempotency,
     leaderboard,
     lock,
+    near,
     otel,
     ratelimit,
     soak,
@@ -34,6 +35,7 @@ _ALL: tuple[Scenario, ...] = (
     ratelimit.SCENARIO,
     leaderboard.SCENARIO,
     stampede.SCENARIO,
+    near.SCENARIO,
     idempotency.SCENARIO,
     soak.SCENARIO,
     # The same on uvloop's event loop (run after the others, in a uvloop loop).

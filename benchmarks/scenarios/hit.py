@@ -11,13 +11,14 @@ the library's variants build theirs (namespace, hash tag) inside the call.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import random
 from collections.abc import AsyncIterator
 from typing import Any
 
-from aiocache_patterns import Cache, client_stats
+from aiocache_patterns import Cache, JsonSerializer, NearCache, client_stats
 from benchmarks._report import Goal, ScenarioResult, check_goals
 from benchmarks._target import KEY_PREFIX, Target
 from benchmarks.scenarios._base import Bound, Case, RunContext, VariantSpec, measure_cases
@@ -31,6 +32,8 @@ GET = "Cache.get"
 GET_OR_LOAD = "Cache.get_or_load"
 CACHED = "@Cache.cached"
 CASHEWS_DECORATOR = "cashews @cache"
+NEAR = "Cache.get (near)"
+NEAR_FLOOR = "near floor"
 
 #: (operations per variant per round, measured rounds) at concurrency 1 and at 50.
 #: Concurrency 1 gets many short rounds: on this noisy VM the paired median of
@@ -46,6 +49,15 @@ GOALS = [
     Goal("hot-c1", GET_OR_LOAD, RAW, 0.95),
     Goal("keys1000-c1", GET, RAW, 0.95),
     Goal("keys1000-c1", GET_OR_LOAD, RAW, 0.95),
+    # The near cache (issue #18): hits from process memory. The floor beside it is
+    # the same callers awaiting a dict lookup and the same JSON decode (a copy per
+    # caller, for isolation): nothing of ours.
+    Goal("hot-c50", NEAR, RAW, 20.0),
+    Goal("keys1000-c50", NEAR, RAW, 15.0),
+    Goal("hot-c1", NEAR, RAW, 10.0),
+    Goal("hot-c50", NEAR, NEAR_FLOOR, 1 / 1.2),
+    Goal("keys1000-c50", NEAR, NEAR_FLOOR, 1 / 1.2),
+    Goal("hot-c1", NEAR, NEAR_FLOOR, 1 / 1.2),
 ]
 
 
@@ -102,6 +114,51 @@ async def _library(target: Target, how: str) -> AsyncIterator[Bound]:
         await client.aclose()
 
 
+@contextlib.asynccontextmanager
+async def _near(target: Target) -> AsyncIterator[Bound]:
+    client = target.client()
+    cache = Cache(client, namespace=KEY_PREFIX + "-near", ttl=TTL, near=NearCache())
+    try:
+        await cache.set_many(dict(zip(KEYS, VALUES, strict=True)))
+        # Wait for the invalidation stream (a near hit), then fill the near cache. A
+        # client without tracking (fakeredis) has no near cache: no near miss either.
+        for _ in range(500):
+            await cache.get(KEYS[0])
+            stats = cache.stats
+            if stats.near_hits or not stats.near_misses:
+                break
+            await asyncio.sleep(0.01)
+        await cache.get_many(KEYS)
+
+        async def op(i: int) -> Any:
+            return await cache.get(KEYS[i])
+
+        def counters() -> dict[str, int]:
+            stats = cache.stats
+            return {
+                "round_trips": client_stats(client).round_trips,
+                "near_misses": stats.near_misses,
+            }
+
+        yield Bound(op, counters)
+    finally:
+        await cache.aclose()
+        await client.aclose()
+
+
+@contextlib.asynccontextmanager
+async def _near_floor(target: Target) -> AsyncIterator[Bound]:
+    """A dict of the same envelopes and the same decode, awaited like a call: the floor."""
+    del target
+    loads = JsonSerializer().loads
+    envelopes = {k: bytes(26) + json.dumps(v).encode() for k, v in zip(KEYS, VALUES, strict=True)}
+
+    async def op(i: int) -> Any:
+        return loads(envelopes[KEYS[i]][26:])
+
+    yield Bound(op)
+
+
 def _library_spec(name: str) -> VariantSpec:
     return VariantSpec(name, "library", lambda target: _library(target, name))
 
@@ -111,6 +168,8 @@ VARIANTS = [
     _library_spec(GET),
     _library_spec(GET_OR_LOAD),
     _library_spec(CACHED),
+    VariantSpec(NEAR, "library", _near),
+    VariantSpec(NEAR_FLOOR, "raw", _near_floor),
     *PEER_VARIANTS,
 ]
 
