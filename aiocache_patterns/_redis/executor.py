@@ -419,14 +419,18 @@ class Executor:
             else:
                 self._spawn(batch)
         results: list[Any] = []
+        first: BaseException | None = None
         for op in ops:
             assert op.future is not None
             try:
                 results.append(await op.future)
             except (RedisCommandError, RedisUnavailable) as exc:
-                if not return_exceptions:
-                    raise
+                # Every future is awaited (they settle together), so none is left
+                # with an exception nobody retrieved; the first error is raised.
+                first = first or exc
                 results.append(exc)
+        if first is not None and not return_exceptions:
+            raise first
         return results
 
     async def _gather_tick(self, batch: list[_Op], mine: list[_Op]) -> None:
