@@ -32,6 +32,8 @@ from ..errors import CircuitOpen, RedisOutOfMemory, RedisUnavailable
 from ..singleflight import SingleFlight
 from ._entry import MISS, Entry, EntryIO
 from ._recompute import RecomputeLock, new_token, xfetch_due
+from ._spec import NO_STORE, Spec
+from ._tags import MAGIC_TAGGED, UNKNOWN, TagIndex
 
 __all__ = ["Loader", "await_result"]
 
@@ -52,8 +54,10 @@ class Loader:
         beta: float,
         refresh_after: float | None,
         random: Callable[[], float],
+        tags: TagIndex | None = None,
     ) -> None:
         self._io = io
+        self.tags = tags
         self._counters = io.counters
         self._lock = lock
         self._lock_timeout = lock_timeout
@@ -72,25 +76,34 @@ class Loader:
         self._storing: dict[bytes, asyncio.Future[Any]] = {}
         self._closed = False
 
-    async def get_or_load(self, rkey: bytes, loader: Callable[[], Awaitable[T]], ttl: float) -> T:
+    async def get_or_load(self, rkey: bytes, loader: Callable[[], Awaitable[T]], spec: Spec) -> T:
+        read = spec
         try:
-            raw = await self._io.executor.get(rkey, self._io.timeout)
+            if spec.tag_keys:  # the entry and its tags' versions, in one round trip
+                raws = await self._io.executor.get_many((rkey, *spec.tag_keys), self._io.timeout)
+                raw = raws[0]
+                stamp = TagIndex.stamp(spec.tag_keys, raws[1:])
+                read = spec = spec.with_stamp(UNKNOWN if stamp is None else stamp)
+            else:
+                raw = await self._io.executor.get(rkey, self._io.timeout)
+                if raw is not None and raw.startswith(MAGIC_TAGGED):
+                    read = await self._tagged_read(raw, spec)
         except RedisUnavailable as exc:
             self._io.redis_failed("get_or_load", exc)
             self._counters.misses += 1
             return await self._flights.do(rkey, self._call, loader)
-        entry = self._io.decode(rkey, raw)
+        entry = self._io.decode(rkey, raw, spec=read)
         if entry is not None:
             now = self._io.now()
             if now < entry.fresh_until:
                 self._counters.hits += 1
                 if self._refresh_due(now, entry) and not self._flights.in_flight(rkey):
                     if self._refresh_after is not None:
-                        self._refresh_in_background(rkey, loader, ttl, entry)
+                        self._refresh_in_background(rkey, loader, spec, entry)
                     else:
                         self._counters.early_recomputes += 1
                         return await self._flights.do(
-                            rkey, self._recompute, rkey, loader, ttl, entry
+                            rkey, self._recompute, rkey, loader, spec, entry
                         )
                 return entry.value  # type: ignore[no-any-return]
             # Stale, within the grace: one caller refreshes, the others get it as it is.
@@ -98,15 +111,51 @@ class Loader:
             if self._flights.in_flight(rkey):
                 self._counters.stale_served += 1
                 return entry.value  # type: ignore[no-any-return]
-            return await self._flights.do(rkey, self._recompute, rkey, loader, ttl, entry)
+            return await self._flights.do(rkey, self._recompute, rkey, loader, spec, entry)
         self._counters.misses += 1
         # (No lambdas in this method: a variable a closure captures becomes a cell,
         # allocated on every call, hits included.)
         value: T
-        value, shared = await self._flights.do_shared(rkey, self._bound_fill, rkey, loader, ttl)
+        value, shared = await self._flights.do_shared(rkey, self._bound_fill, rkey, loader, spec)
         if shared:
             self._counters.coalesced += 1
         return value
+
+    async def _tagged_read(self, raw: bytes, spec: Spec) -> Spec:
+        """A tagged entry read by a caller without tags: read it under its own tags'
+        current versions (a second round trip)."""
+        assert self.tags is not None
+        (stamp,) = await self.tags.stamps_of([raw])
+        return spec.with_stamp(stamp)
+
+    async def _stamped(self, spec: Spec) -> Spec | None:
+        """Before a load with tags: the versions to write under, made where missing,
+        their keys kept alive as long as the entry. None if Redis failed (fail-open:
+        load, serve, store nothing)."""
+        if not spec.tag_keys:
+            return spec
+        assert self.tags is not None
+        try:
+            px = self._io.codec.px(spec.ttl)
+            stamp = await self.tags.ensure(spec.tag_keys, px)
+        except RedisUnavailable as exc:
+            self._io.redis_failed("get_or_load", exc)
+            return None
+        return spec.with_stamp(UNKNOWN if stamp is None else stamp)
+
+    def _encode(
+        self, rkey: bytes, value: Any, delta: float, spec: Spec
+    ) -> tuple[bytes, int] | None:
+        """The entry to store for ``value``; None if it must not be stored (``cache_if``,
+        a ``ttl`` callable saying so, or tags whose versions could not be had)."""
+        ttl = spec.ttl_for(value)
+        if ttl == NO_STORE or spec.stamp is UNKNOWN:
+            return None
+        data, px = self._io.codec.encode(value, ttl, delta, rkey, spec.stamp)
+        if spec.tag_keys and ttl > spec.ttl and self.tags is not None:
+            # Longer than the versions were kept for: keep them as long as the entry.
+            self.spawn(self.tags.ensure(spec.tag_keys, px, make=False))
+        return data, px
 
     def invalidate(self, rkey: bytes) -> None:
         """Loads of ``rkey`` running now must not write their (older) value."""
@@ -146,19 +195,22 @@ class Loader:
             return False
         return xfetch_due(now, entry.delta, entry.fresh_until, self._beta, 1.0 - self._random())
 
-    async def _fill(self, rkey: bytes, loader: Callable[[], Awaitable[T]], ttl: float) -> T:
+    async def _fill(self, rkey: bytes, loader: Callable[[], Awaitable[T]], spec: Spec) -> T:
         """A miss, for this process: load, or wait for the process that is loading."""
         load_token = self._begin_load(rkey)  # from here on, an invalidation wins over us
         try:
-            return await self._fill_or_wait(rkey, loader, ttl, load_token)
+            stamped = await self._stamped(spec)
+            if stamped is None:
+                return await self._call(loader)
+            return await self._fill_or_wait(rkey, loader, stamped, load_token)
         finally:
             self._end_load(rkey, load_token)
 
     async def _fill_or_wait(
-        self, rkey: bytes, loader: Callable[[], Awaitable[T]], ttl: float, load_token: object
+        self, rkey: bytes, loader: Callable[[], Awaitable[T]], spec: Spec, load_token: object
     ) -> T:
         if self._lock is None:
-            return await self._load(rkey, loader, ttl, load_token)
+            return await self._load(rkey, loader, spec, load_token)
         token = new_token()
         try:
             acquired, raw, pttl = await self._acquire(rkey, token)
@@ -169,26 +221,26 @@ class Loader:
         if not acquired:
             self._counters.waited += 1
             try:
-                acquired, raw, value = await self._wait(rkey, token, raw, pttl)
+                acquired, raw, value = await self._wait(rkey, token, raw, pttl, spec)
             except RedisUnavailable as exc:
                 self._io.redis_failed("get_or_load", exc)
         if value is not MISS:
             return value  # type: ignore[no-any-return]
-        current = self._io.decode(rkey, raw, count=False)
+        current = self._io.decode(rkey, raw, count=False, spec=spec)
         if acquired:  # our turn: first, or the loader died or gave up
             if current is not None and current.fresh_until > self._io.now():
                 # Somebody stored it since our GET: no load (and no lock) needed.
                 await self._finish(rkey, token, None, 0)
                 return current.value  # type: ignore[no-any-return]
-            return await self._load_locked(rkey, token, loader, ttl, current, load_token)
+            return await self._load_locked(rkey, token, loader, spec, current, load_token)
         # Waited long enough (nginx's proxy_cache_lock_timeout): stale if any, else load.
         if current is not None:
             self._counters.stale_served += 1
             return current.value  # type: ignore[no-any-return]
-        return await self._load(rkey, loader, ttl, load_token)
+        return await self._load(rkey, loader, spec, load_token)
 
     async def _wait(
-        self, rkey: bytes, token: bytes, raw: bytes | None, pttl: int
+        self, rkey: bytes, token: bytes, raw: bytes | None, pttl: int, spec: Spec
     ) -> tuple[bool, bytes | None, Any]:
         """Wait for another process's load: ``(lock taken, entry seen last, value or MISS)``.
 
@@ -198,7 +250,7 @@ class Loader:
         """
         lock = self._lock
         assert lock is not None
-        current = self._io.decode(rkey, raw, count=False)
+        current = self._io.decode(rkey, raw, count=False, spec=spec)
         if current is not None and current.fresh_until > self._io.now():
             return False, raw, current.value
         deadline = time.monotonic() + self._lock_timeout
@@ -209,7 +261,7 @@ class Loader:
                 acquired, raw, pttl = await self._acquire(rkey, token)
                 if acquired:
                     return True, raw, MISS
-                current = self._io.decode(rkey, raw, count=False)
+                current = self._io.decode(rkey, raw, count=False, spec=spec)
                 if current is not None and current.fresh_until > self._io.now():
                     return False, raw, current.value
                 left = deadline - time.monotonic()
@@ -217,29 +269,34 @@ class Loader:
                     return False, raw, MISS
                 if await inbox.wait(lock.wait_time(pttl, left)) is not None:
                     # The entry was written (or its loader gave up): look.
-                    value = self._io.fresh_value(rkey, await self._io.read(rkey, "get_or_load"))
+                    raw_now = await self._io.read(rkey, "get_or_load")
+                    value = self._io.fresh_value(rkey, raw_now, spec.stamp, spec.loads)
                     if value is not MISS:
                         return False, raw, value
 
     async def _recompute(
-        self, rkey: bytes, loader: Callable[[], Awaitable[T]], ttl: float, entry: Entry
+        self, rkey: bytes, loader: Callable[[], Awaitable[T]], spec: Spec, entry: Entry
     ) -> T:
         """Refresh an entry that exists (fresh or stale); never waits for another process."""
         load_token = self._begin_load(rkey)
         try:
+            stamped = await self._stamped(spec)
+            if stamped is None:
+                return await self._call(loader)
+            spec = stamped
             if self._lock is None:
-                return await self._load(rkey, loader, ttl, load_token, fallback=entry)
+                return await self._load(rkey, loader, spec, load_token, fallback=entry)
             token = new_token()
             try:
                 acquired, raw, _ = await self._acquire(rkey, token)
             except RedisUnavailable as exc:
                 self._io.redis_failed("get_or_load", exc)
                 return await self._call(loader)
-            current = self._io.decode(rkey, raw, count=False) or entry
+            current = self._io.decode(rkey, raw, count=False, spec=spec) or entry
             if acquired and not (
                 current.created > entry.created and current.fresh_until > self._io.now()
             ):
-                return await self._load_locked(rkey, token, loader, ttl, entry, load_token)
+                return await self._load_locked(rkey, token, loader, spec, entry, load_token)
             if acquired:  # somebody refreshed it since our GET: nothing to do
                 await self._finish(rkey, token, None, 0)
             elif current.fresh_until <= self._io.now():
@@ -249,14 +306,14 @@ class Loader:
             self._end_load(rkey, load_token)
 
     def _refresh_in_background(
-        self, rkey: bytes, loader: Callable[[], Awaitable[Any]], ttl: float, entry: Entry
+        self, rkey: bytes, loader: Callable[[], Awaitable[Any]], spec: Spec, entry: Entry
     ) -> None:
         if self._closed or rkey in self._refreshing:
             return
         self._refreshing.add(rkey)
         self._counters.refreshes += 1
         task = asyncio.get_running_loop().create_task(
-            self._flights.do(rkey, self._recompute, rkey, loader, ttl, entry)
+            self._flights.do(rkey, self._recompute, rkey, loader, spec, entry)
         )
         self.tasks.add(task)
 
@@ -275,7 +332,7 @@ class Loader:
         rkey: bytes,
         token: bytes,
         loader: Callable[[], Awaitable[T]],
-        ttl: float,
+        spec: Spec,
         fallback: Entry | None,
         load_token: object,
     ) -> T:
@@ -290,19 +347,22 @@ class Loader:
                 return self._serve_fallback(rkey, fallback, exc)  # type: ignore[no-any-return]
             raise
         try:
-            data, px = self._io.codec.encode(value, ttl, delta, rkey)
+            stored = self._encode(rkey, value, delta, spec)
         except BaseException as exc:  # a value the serializer (or the size limit) refuses
             await self._give_back(rkey, token, exc)
             raise
         still_valid = self._load_tokens.get(rkey) is load_token  # no invalidation since
-        await self._finish(rkey, token, data if still_valid else None, px)
+        if stored is None or not still_valid:
+            await self._finish(rkey, token, None, 0)
+        else:
+            await self._finish(rkey, token, *stored)
         return value
 
     async def _load(
         self,
         rkey: bytes,
         loader: Callable[[], Awaitable[T]],
-        ttl: float,
+        spec: Spec,
         load_token: object,
         fallback: Entry | None = None,
     ) -> T:
@@ -313,9 +373,9 @@ class Loader:
             if fallback is not None:
                 return self._serve_fallback(rkey, fallback, exc)  # type: ignore[no-any-return]
             raise
-        data, px = self._io.codec.encode(value, ttl, delta, rkey)
-        if self._load_tokens.get(rkey) is load_token:  # not invalidated while loading
-            store = self.spawn(self._io.write(rkey, data, px, "store"), rkey)
+        stored = self._encode(rkey, value, delta, spec)
+        if stored is not None and self._load_tokens.get(rkey) is load_token:  # not invalidated
+            store = self.spawn(self._io.write(rkey, *stored, "store"), rkey)
             await asyncio.shield(store)
         return value
 
