@@ -22,6 +22,7 @@ from .._validate import Seconds, callable_arg, milliseconds, positive_int, secon
 from ..errors import RedisOutOfMemory, RedisUnavailable
 from ..keys import DEFAULT_MAX_KEY_BYTES, KeyBuilder, KeyT, validate_namespace
 from ..serializers import JsonSerializer, Serializer
+from ._bulk import load_many
 from ._decorator import CachedFunction, P, R
 from ._entry import MISS, Codec, EntryIO
 from ._loading import Loader, await_result
@@ -367,6 +368,46 @@ class Cache:
         callable_arg(loader, "loader")
         return await self._loader.get_or_load(
             self._keys.key(key), loader, self._spec(ttl, tags, cache_if)
+        )
+
+    async def get_or_load_many(
+        self,
+        keys: Iterable[KeyT],
+        loader: Callable[[list[Any]], Awaitable[Mapping[Any, T]]],
+        ttl: Seconds | Callable[[T], Seconds | None] | None = None,
+        *,
+        tags: Iterable[str] = (),
+        cache_if: Callable[[T], object] | None = None,
+        cache_missing: bool = False,
+    ) -> dict[Any, T]:
+        """``{key: value}`` for ``keys``: the hits from one read, the misses from one
+        ``await loader(missing_keys)`` returning ``{key: value}``.
+
+        One round trip for the hits (one pipeline per node on a cluster, shared
+        with concurrent reads). Each missing key is loaded as ``get_or_load``
+        loads it: single-flight in this process (a concurrent ``get_or_load`` of
+        a key being bulk-loaded shares the bulk load, and the other way round)
+        and the recompute lock per key across processes (keys another process
+        is loading are waited for, not loaded twice). A key the loader does not
+        return is not cached and is left out of the result; with
+        ``cache_missing=True`` it is cached and returned as ``None``. The
+        loader gets the keys as given (the first of those naming the same
+        entry); its result is looked up with them. ``ttl``, ``tags`` and
+        ``cache_if`` as in ``get_or_load``. A loader error reaches the caller
+        (and every ``get_or_load`` sharing the load) and nothing is cached.
+        """
+        callable_arg(loader, "loader")
+        if isinstance(keys, (str, bytes)):
+            raise TypeError("keys must be an iterable of keys, not a single key")
+        if not isinstance(cache_missing, bool):
+            raise TypeError("cache_missing must be a bool")
+        return await load_many(
+            self._loader,
+            keys,
+            self._keys,
+            loader,
+            self._spec(ttl, tags, cache_if),
+            cache_missing=cache_missing,
         )
 
     async def _get_or_load_spec(

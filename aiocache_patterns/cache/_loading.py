@@ -32,7 +32,7 @@ from ..errors import CircuitOpen, RedisOutOfMemory, RedisUnavailable
 from ..singleflight import SingleFlight
 from ._entry import MISS, Entry, EntryIO
 from ._recompute import RecomputeLock, new_token, xfetch_due
-from ._spec import NO_STORE, Spec
+from ._spec import ABSENT, NO_STORE, Spec
 from ._tags import MAGIC_TAGGED, UNKNOWN, TagIndex
 
 __all__ = ["Loader", "await_result"]
@@ -57,6 +57,7 @@ class Loader:
         tags: TagIndex | None = None,
     ) -> None:
         self._io = io
+        self.io = io
         self.tags = tags
         self._counters = io.counters
         self._lock = lock
@@ -132,7 +133,7 @@ class Loader:
         """Before a load with tags: the versions to write under, made where missing,
         their keys kept alive as long as the entry. None if Redis failed (fail-open:
         load, serve, store nothing)."""
-        if not spec.tag_keys:
+        if not spec.tag_keys or spec.ensured:
             return spec
         assert self.tags is not None
         try:
@@ -141,7 +142,31 @@ class Loader:
         except RedisUnavailable as exc:
             self._io.redis_failed("get_or_load", exc)
             return None
-        return spec.with_stamp(UNKNOWN if stamp is None else stamp)
+        return spec.with_stamp(UNKNOWN if stamp is None else stamp, ensured=True)
+
+    async def stamped(self, spec: Spec) -> Spec | None:
+        """``spec`` with the versions to write under (once for many keys); None if
+        Redis failed."""
+        return await self._stamped(spec)
+
+    def in_flight(self, rkey: bytes) -> bool:
+        """Whether a load of ``rkey`` is running in this process."""
+        return self._flights.in_flight(rkey)
+
+    async def fill(self, rkey: bytes, loader: Callable[[], Awaitable[Any]], spec: Spec) -> Any:
+        """A miss found by someone else's read (``get_or_load_many``): the rest of
+        ``get_or_load``'s way, sharing a load of ``rkey`` already running here.
+        ``ABSENT`` from ``loader`` is not stored, and comes back as None."""
+        value, shared = await self._flights.do_shared(rkey, self._fill_found, rkey, loader, spec)
+        if shared:
+            self._counters.coalesced += 1
+        return value
+
+    async def _fill_found(
+        self, rkey: bytes, loader: Callable[[], Awaitable[Any]], spec: Spec
+    ) -> Any:
+        value = await self._fill(rkey, loader, spec)
+        return None if value is ABSENT else value
 
     def _encode(
         self, rkey: bytes, value: Any, delta: float, spec: Spec

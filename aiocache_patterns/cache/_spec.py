@@ -20,7 +20,7 @@ from typing import Any, Final
 
 from .._validate import milliseconds, seconds
 
-__all__ = ["NO_STORE", "Spec", "TtlArg", "ttl_for"]
+__all__ = ["ABSENT", "NO_STORE", "Spec", "TtlArg", "ttl_for"]
 
 #: ``ttl=``: seconds, a ``timedelta``, or a callable of the result returning one of them.
 TtlArg = Any
@@ -28,11 +28,14 @@ TtlArg = Any
 #: What ``Spec.ttl_for`` returns for a value that must not be stored.
 NO_STORE: Final = -1.0
 
+#: A bulk loader's answer for a key it did not return: never stored.
+ABSENT: Any = object()
+
 
 class Spec:
     """The rules of one call (see the module docs); immutable once made."""
 
-    __slots__ = ("cache_if", "loads", "stamp", "tag_keys", "ttl", "ttl_of")
+    __slots__ = ("cache_if", "ensured", "loads", "stamp", "tag_keys", "ttl", "ttl_of")
 
     def __init__(
         self,
@@ -43,6 +46,7 @@ class Spec:
         tag_keys: tuple[bytes, ...] = (),
         stamp: bytes | None = None,
         loads: Callable[[bytes], Any] | None = None,
+        ensured: bool = False,
     ) -> None:
         self.ttl = ttl
         self.ttl_of = ttl_of
@@ -50,8 +54,10 @@ class Spec:
         self.tag_keys = tag_keys
         self.stamp = stamp
         self.loads = loads
+        #: ``stamp`` holds versions made sure of just before loading (``TagIndex.ensure``).
+        self.ensured = ensured
 
-    def with_stamp(self, stamp: bytes | None) -> Spec:
+    def with_stamp(self, stamp: bytes | None, *, ensured: bool = False) -> Spec:
         """The same rules, writing (and reading) under the tag versions ``stamp``."""
         return Spec(
             self.ttl,
@@ -60,6 +66,24 @@ class Spec:
             tag_keys=self.tag_keys,
             stamp=stamp,
             loads=self.loads,
+            ensured=ensured,
+        )
+
+    def storing_only_found(self) -> Spec:
+        """The same rules, never storing ``ABSENT`` (a key a bulk loader did not return)."""
+        user = self.cache_if
+
+        def cache_if(value: Any) -> object:
+            return value is not ABSENT and (user is None or user(value))
+
+        return Spec(
+            self.ttl,
+            ttl_of=self.ttl_of,
+            cache_if=cache_if,
+            tag_keys=self.tag_keys,
+            stamp=self.stamp,
+            loads=self.loads,
+            ensured=self.ensured,
         )
 
     def ttl_for(self, value: Any) -> float:
