@@ -80,9 +80,10 @@ async def test_a_concurrent_get_or_load_shares_the_bulk_load(redis: Any) -> None
 
     bulk = asyncio.ensure_future(cache.get_or_load_many(["1", "2", "3"], posts.many))
     await asyncio.sleep(0.03)  # the bulk load is running
-    single, missing = await asyncio.gather(
-        cache.get_or_load("1", one), cache.get_or_load("3", one)
+    results: list[Any] = list(
+        await asyncio.gather(cache.get_or_load("1", one), cache.get_or_load("3", one))
     )
+    single, missing = results
     assert single == {"id": 1}
     assert missing is None  # shared a load that did not find it
     assert singles == 0
