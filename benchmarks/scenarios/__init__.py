@@ -10,7 +10,16 @@ uvloop event loop (``_uvloop.py``).
 
 from __future__ import annotations
 
-from benchmarks.scenarios import hit, leaderboard, lock, ratelimit, soak, stampede
+from benchmarks.scenarios import (
+    hit,
+    leaderboard,
+    lock,
+    ratelimit,
+    soak,
+    stampede,
+    tagged,
+    typed,
+)
 from benchmarks.scenarios._base import RunContext, Scenario
 from benchmarks.scenarios._uvloop import OnUvloop
 
@@ -23,6 +32,8 @@ _ALL: tuple[Scenario, ...] = (
     leaderboard.SCENARIO,
     stampede.SCENARIO,
     soak.SCENARIO,
+    tagged.SCENARIO,
+    typed.SCENARIO,
     # The same on uvloop's event loop (run after the others, in a uvloop loop).
     OnUvloop(hit.SCENARIO),
     OnUvloop(lock.SCENARIO),
