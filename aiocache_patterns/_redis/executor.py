@@ -238,7 +238,12 @@ class Executor:
         """GET every key in one round trip (per cluster node); the order of ``keys``."""
         if not keys:
             return []
-        self._lone_caller()
+        if self._lone_caller() and not self.is_cluster:
+            # Nobody to batch with: one MGET sent at once, like a lone GET.
+            replies: list[bytes | None] = await self._round_trip(
+                timeout, self._send(("MGET", *keys), None, True)
+            )
+            return replies
         ops = [_Op(_GET, ("GET", k), timeout, True, key=k) for k in keys]
         return await self._submit_many(ops)
 

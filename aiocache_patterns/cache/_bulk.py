@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, Final
 from ..errors import RedisUnavailable
 from ._entry import MISS
 from ._spec import ABSENT, Spec
-from ._tags import MAGIC_TAGGED, UNKNOWN, TagIndex
+from ._tags import MAGIC_TAGGED, UNKNOWN
 
 if TYPE_CHECKING:
     from ..keys import KeyBuilder, KeyT
@@ -59,7 +59,8 @@ async def load_many(
     try:
         if spec.tag_keys:  # the entries and the tags' versions, in one round trip
             raws = await io.executor.get_many([*rkeys, *spec.tag_keys], io.timeout)
-            stamp = TagIndex.stamp(spec.tag_keys, raws[len(rkeys) :])
+            assert engine.tags is not None
+            stamp = engine.tags.stamp(spec.tag_keys, raws[len(rkeys) :])
             spec = spec.with_stamp(UNKNOWN if stamp is None else stamp)
             raws = raws[: len(rkeys)]
             stamps: list[bytes | None] = [spec.stamp] * len(rkeys)

@@ -142,6 +142,8 @@ class Cache:
         )
         self._tags = TagIndex(executor, validate_namespace(namespace), timeout_s)
         self._default_spec = Spec(self._ttl)
+        #: Recent calls' rules, by (ttl, tags, cache_if, loads): a Spec is immutable.
+        self._specs: dict[tuple[object, ...], Spec] = {}
         self._loader = Loader(
             self._io,
             lock,
@@ -424,6 +426,30 @@ class Cache:
         loads: Callable[[bytes], Any] | None = None,
     ) -> Spec:
         """The rules of one call, checked (``TypeError``/``ValueError`` naming the argument)."""
+        if ttl is None and not tags and cache_if is None and loads is None:
+            return self._default_spec  # the common call, kept cheap
+        memo_key = (ttl, tags, cache_if, loads) if type(tags) is tuple else None
+        if memo_key is not None:
+            try:
+                known = self._specs.get(memo_key)
+            except TypeError:  # something unhashable: checked below
+                memo_key = known = None
+            if known is not None:
+                return known
+        spec = self._new_spec(ttl, tags, cache_if, loads)
+        if memo_key is not None:
+            if len(self._specs) >= 4096:
+                self._specs.clear()
+            self._specs[memo_key] = spec
+        return spec
+
+    def _new_spec(
+        self,
+        ttl: object,
+        tags: Iterable[object],
+        cache_if: Callable[[Any], object] | None,
+        loads: Callable[[bytes], Any] | None,
+    ) -> Spec:
         if cache_if is not None:
             callable_arg(cache_if, "cache_if")
         tag_keys = self._tags.keys(tags) if tags else ()

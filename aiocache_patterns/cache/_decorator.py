@@ -89,6 +89,8 @@ class CachedFunction(Generic[P, R]):
         #: Tag templates over the arguments, like ``key`` (``"user:{author_id}"``).
         self._tags = tuple(KeyTemplate(fn, tag, scope=None) for tag in tags)
         self._typed = typed
+        #: The rules of recent calls, by their tags.
+        self._tagged: dict[tuple[str, ...], Spec] = {}
         # Checks ttl, cache_if and the templates' tags now, at decoration.
         self._spec: Spec | None = None
         cache._spec(ttl, (), cache_if)
@@ -107,8 +109,14 @@ class CachedFunction(Generic[P, R]):
         key = self._key(args, kwargs)
         spec = self._spec or self._static_spec()
         if self._tags:
-            tags = [tag(args, kwargs) for tag in self._tags]
-            spec = self._cache._spec(self._ttl, tags, self._cache_if, spec.loads)
+            tags = tuple([tag(args, kwargs) for tag in self._tags])
+            tagged = self._tagged.get(tags)
+            if tagged is None:
+                tagged = self._cache._spec(self._ttl, tags, self._cache_if, spec.loads)
+                if len(self._tagged) >= 4096:
+                    self._tagged.clear()
+                self._tagged[tags] = tagged
+            spec = tagged
         return await self._cache._get_or_load_spec(key, lambda: self._fn(*args, **kwargs), spec)
 
     async def invalidate(self, *args: P.args, **kwargs: P.kwargs) -> bool:

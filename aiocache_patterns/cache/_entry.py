@@ -329,12 +329,24 @@ class EntryIO:
     ) -> Entry | None:
         """The entry in ``raw``; None if absent, invalidated by a tag (``spec.stamp``),
         or undecodable (counted and logged once)."""
+        if spec is None:
+            return self.decode_as(rkey, raw, count=count)
+        return self.decode_as(rkey, raw, spec.stamp, spec.loads, count=count)
+
+    def decode_as(
+        self,
+        rkey: bytes,
+        raw: bytes | None,
+        stamp: bytes | None = None,
+        loads: Callable[[bytes], Any] | None = None,
+        *,
+        count: bool = True,
+    ) -> Entry | None:
+        """``decode()`` with the reader's tag versions and decoder given one by one."""
         if raw is None:
             return None
         try:
-            if spec is None:
-                return self.codec.decode(raw, rkey)
-            return self.codec.decode(raw, rkey, spec.stamp, spec.loads)
+            return self.codec.decode(raw, rkey, stamp, loads)
         except TagMismatch:
             return None
         except UndecodableEntry as exc:

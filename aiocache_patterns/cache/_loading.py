@@ -78,22 +78,24 @@ class Loader:
         self._closed = False
 
     async def get_or_load(self, rkey: bytes, loader: Callable[[], Awaitable[T]], spec: Spec) -> T:
-        read = spec
+        # The tag versions to read the entry under (a load makes sure of its own:
+        # ``_stamped``).
+        stamp: bytes | None = None
         try:
             if spec.tag_keys:  # the entry and its tags' versions, in one round trip
-                raws = await self._io.executor.get_many((rkey, *spec.tag_keys), self._io.timeout)
+                assert self.tags is not None
+                raws = await self.tags.read(rkey, spec.tag_keys)
                 raw = raws[0]
-                stamp = TagIndex.stamp(spec.tag_keys, raws[1:])
-                read = spec = spec.with_stamp(UNKNOWN if stamp is None else stamp)
+                stamp = self.tags.stamp(spec.tag_keys, raws[1:]) or UNKNOWN
             else:
                 raw = await self._io.executor.get(rkey, self._io.timeout)
                 if raw is not None and raw.startswith(MAGIC_TAGGED):
-                    read = await self._tagged_read(raw, spec)
+                    stamp = await self._tagged_read(raw)
         except RedisUnavailable as exc:
             self._io.redis_failed("get_or_load", exc)
             self._counters.misses += 1
             return await self._flights.do(rkey, self._call, loader)
-        entry = self._io.decode(rkey, raw, spec=read)
+        entry = self._io.decode_as(rkey, raw, stamp, spec.loads)
         if entry is not None:
             now = self._io.now()
             if now < entry.fresh_until:
@@ -122,12 +124,12 @@ class Loader:
             self._counters.coalesced += 1
         return value
 
-    async def _tagged_read(self, raw: bytes, spec: Spec) -> Spec:
-        """A tagged entry read by a caller without tags: read it under its own tags'
+    async def _tagged_read(self, raw: bytes) -> bytes | None:
+        """A tagged entry read by a caller without tags: the stamp of its own tags'
         current versions (a second round trip)."""
         assert self.tags is not None
         (stamp,) = await self.tags.stamps_of([raw])
-        return spec.with_stamp(stamp)
+        return stamp
 
     async def _stamped(self, spec: Spec) -> Spec | None:
         """Before a load with tags: the versions to write under, made where missing,

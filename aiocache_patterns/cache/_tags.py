@@ -52,6 +52,8 @@ _COUNT: Final = struct.Struct(">H")
 _HEADER_SIZE: Final = 26
 _MAX_TAGS: Final = 64
 _MAX_TAG_BYTES: Final = 1024
+#: Tuples of tags whose version keys are remembered, at most.
+_MEMO: Final = 4096
 
 
 def section(pairs: Sequence[tuple[bytes, bytes]]) -> bytes:
@@ -93,12 +95,21 @@ def section_end(data: bytes, at: int) -> int:
 class TagIndex:
     """One cache's tags: their version keys, reading and making versions, invalidating."""
 
-    __slots__ = ("_executor", "_prefix", "_timeout")
+    __slots__ = ("_executor", "_memo", "_prefix", "_stamps", "_timeout")
 
     def __init__(self, executor: Executor, namespace: bytes, timeout: float) -> None:
         self._executor = executor
         self._prefix = namespace + b":{#t:"
         self._timeout = timeout
+        #: ``keys()`` of recent tuples of tags (a hit's tags are usually the same few).
+        self._memo: dict[tuple[object, ...], tuple[bytes, ...]] = {}
+        #: ``stamp()`` of recent (keys, versions): hits mostly see the same versions.
+        self._stamps: dict[tuple[object, ...], bytes] = {}
+
+    async def read(self, rkey: bytes, keys: tuple[bytes, ...]) -> list[bytes | None]:
+        """GET the entry ``rkey`` and its tags' versions together: one MGET on a
+        server, one pipeline per node on a cluster; batched with concurrent callers."""
+        return await self._executor.get_many((rkey, *keys), self._timeout)
 
     def keys(self, tags: Iterable[object], argname: str = "tags") -> tuple[bytes, ...]:
         """The version keys of ``tags``, sorted and without repeats.
@@ -107,8 +118,13 @@ class TagIndex:
         A user key never reaches a version key: a stored user key never starts
         with a single ``#`` (see ``keys.py``).
         """
+        if type(tags) is tuple:
+            known = self._memo.get(tags)
+            if known is not None:
+                return known
         if isinstance(tags, (str, bytes)):
             raise TypeError(f"{argname} must be an iterable of tags, not a single tag")
+        given = tags
         found = set()
         for tag in tags:
             data = key_bytes(tag, argname)
@@ -117,12 +133,29 @@ class TagIndex:
             found.add(self._prefix + data + b"}")
         if len(found) > _MAX_TAGS:
             raise ValueError(f"at most {_MAX_TAGS} tags per entry, got {len(found)}")
-        return tuple(sorted(found))
+        keys = tuple(sorted(found))
+        if type(given) is tuple:
+            if len(self._memo) >= _MEMO:
+                self._memo.clear()
+            self._memo[given] = keys
+        return keys
 
-    @staticmethod
-    def stamp(keys: Sequence[bytes], versions: Sequence[bytes | None]) -> bytes | None:
+    def stamp(self, keys: Sequence[bytes], versions: Sequence[bytes | None]) -> bytes | None:
         """The stamp of these current versions; ``None`` if one is missing (the
         entries naming it are invalid, and a writer must make it first)."""
+        memo_key = (*keys, *versions)
+        known = self._stamps.get(memo_key)
+        if known is not None:
+            return known
+        stamp = self._make_stamp(keys, versions)
+        if stamp is not None:
+            if len(self._stamps) >= _MEMO:
+                self._stamps.clear()
+            self._stamps[memo_key] = stamp
+        return stamp
+
+    @staticmethod
+    def _make_stamp(keys: Sequence[bytes], versions: Sequence[bytes | None]) -> bytes | None:
         pairs = []
         for key, version in zip(keys, versions, strict=True):
             if not version:

@@ -36,6 +36,7 @@ GOALS = [
     Goal("keys1000-c50", CACHED_TAGGED, UNTAGGED, 0.7),
 ]
 
+VARIANT_NAMES = [UNTAGGED, TAGGED, CACHED_TAGGED]
 TAGS = [("bench", f"t{i % 7}") for i in range(ITEMS)]
 
 
@@ -46,7 +47,8 @@ async def _load(i: int) -> dict[str, Any]:
 @contextlib.asynccontextmanager
 async def _variant(target: Target, how: str) -> AsyncIterator[Bound]:
     client = target.client()
-    cache = Cache(client, namespace=f"{KEY_PREFIX}:tagged", ttl=TTL)
+    # A namespace a variant, so each reads only the entries it wrote.
+    cache = Cache(client, namespace=f"{KEY_PREFIX}:tagged{VARIANT_NAMES.index(how)}", ttl=TTL)
     try:
         if how == UNTAGGED:
             await cache.set_many(dict(zip(KEYS, VALUES, strict=True)))
