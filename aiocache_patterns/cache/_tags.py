@@ -71,6 +71,8 @@ def section_keys(data: bytes, at: int) -> tuple[list[bytes], int]:
     Raises ``ValueError`` for a truncated section.
     """
     (count,) = _COUNT.unpack_from(data, at)
+    if count > _MAX_TAGS:
+        raise ValueError("more tags than an entry may have")
     at += _COUNT.size
     keys = []
     for _ in range(count):
@@ -180,6 +182,8 @@ class TagIndex:
                     tag_keys = section_keys(raw, _HEADER_SIZE)[0]
                 except (ValueError, struct.error):
                     tag_keys = []
+                if not all(key.startswith(self._prefix) for key in tag_keys):
+                    tag_keys = []  # not this cache's version keys: never read them
                 keys.update(dict.fromkeys(tag_keys))
             wanted.append(tag_keys)
         if not keys:

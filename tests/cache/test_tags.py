@@ -282,3 +282,21 @@ async def test_down_tagged_reads_fail_open_and_invalidation_raises() -> None:
     await asyncio.sleep(0.6)  # past the breaker's first cool-down
     assert await cache.get("k") == "v"
     await client.aclose()
+
+
+async def test_forged_tag_sections_are_misses_and_read_nothing_else(redis: Any) -> None:
+    import struct
+
+    from aiocache_patterns.cache._tags import section
+
+    cache = Cache(redis, namespace="tg", ttl=60)
+    await redis.set(b"secret", b"s" * 32)
+    header = b"\xac\x02" + struct.pack(">ddd", 0.0, 0.0, 1e12)
+    foreign = header + section([(b"secret", b"s" * 32)]) + b'"forged"'
+    too_many = header + struct.pack(">H", 60_000) + b'"forged"'
+    for raw in (foreign, too_many):
+        await redis.set(b"tg:{k}", raw)
+        assert await cache.get("k", "MISS") == "MISS"
+        assert await cache.get_many(["k"]) == {}
+        assert await cache.get_or_load("k", counting()) == "v1"
+    assert cache.stats.decode_errors >= 1
