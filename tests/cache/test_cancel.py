@@ -349,7 +349,7 @@ async def test_get_or_load_many(world: World) -> None:
     async def bulk(keys: list[str]) -> dict[str, str]:
         for _ in range(3):
             await asyncio.sleep(0)
-        return {key: "loaded" for key in keys}
+        return dict.fromkeys(keys, "loaded")
 
     async def start() -> Any:
         mine = asyncio.ensure_future(p1.get_or_load_many(["k", "j"], bulk))
