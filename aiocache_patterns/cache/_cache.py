@@ -368,9 +368,11 @@ class Cache:
         round trip).
         """
         callable_arg(loader, "loader")
-        return await self._loader.get_or_load(
-            self._keys.key(key), loader, self._spec(ttl, tags, cache_if)
-        )
+        if ttl is None and cache_if is None and not tags:
+            spec = self._default_spec  # the common call, without building rules
+        else:
+            spec = self._spec(ttl, tags, cache_if)
+        return await self._loader.get_or_load(self._keys.key(key), loader, spec)
 
     async def get_or_load_many(
         self,

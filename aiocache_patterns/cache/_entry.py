@@ -199,7 +199,10 @@ class Codec:
         (``TagMismatch`` if its tags are not ``stamp``'s versions)."""
         if len(raw) < HEADER_SIZE:
             raise EnvelopeError("not a cache envelope")
-        start = self._start(raw, stamp)
+        if stamp is None and raw.startswith(MAGIC):
+            start = HEADER_SIZE  # untagged, read without tags: the common case
+        else:
+            start = self._start(raw, stamp)
         created, delta, fresh_until = _TIMES.unpack_from(raw, 2)
         if len(raw) - start > self._max:
             raise self._too_big(raw)
