@@ -86,8 +86,11 @@ class CachedFunction(Generic[P, R]):
         for tag in tags:
             if not isinstance(tag, str):
                 raise TypeError(f"a tag template must be a str, not {type(tag).__name__}")
-        #: Tag templates over the arguments, like ``key`` (``"user:{author_id}"``).
-        self._tags = tuple(KeyTemplate(fn, tag, scope=None) for tag in tags)
+        #: Tag templates over the arguments, like ``key`` (``"user:{author_id}"``);
+        #: a tag without fields is its text, formatted once here.
+        self._tags = tuple(
+            KeyTemplate(fn, tag, scope=None) if "{" in tag or "}" in tag else tag for tag in tags
+        )
         self._typed = typed
         #: The rules of recent calls, by their tags.
         self._tagged: dict[tuple[str, ...], Spec] = {}
@@ -109,7 +112,9 @@ class CachedFunction(Generic[P, R]):
         key = self._key(args, kwargs)
         spec = self._spec or self._static_spec()
         if self._tags:
-            tags = tuple([tag(args, kwargs) for tag in self._tags])
+            tags = tuple(
+                [tag if isinstance(tag, str) else tag(args, kwargs) for tag in self._tags]
+            )
             tagged = self._tagged.get(tags)
             if tagged is None:
                 tagged = self._cache._spec(self._ttl, tags, self._cache_if, spec.loads)
@@ -131,7 +136,7 @@ class CachedFunction(Generic[P, R]):
 
     def tags_for(self, *args: P.args, **kwargs: P.kwargs) -> list[str]:
         """The tags these arguments' entry is stored with (pass them to ``invalidate_tags``)."""
-        return [tag(args, kwargs) for tag in self._tags]
+        return [tag if isinstance(tag, str) else tag(args, kwargs) for tag in self._tags]
 
     def __get__(self, instance: Any, owner: type | None = None) -> Any:
         # Support decorating methods: bind like a function would.
