@@ -223,7 +223,7 @@ async def test_concurrent_get_many_share_one_batch(redis: Any) -> None:
         ex.get_many([keys[4], b"t:{gmhash}", keys[5]], 1.0),
         ex.get_many([], 1.0),
     )
-    assert results == [
+    assert list(results) == [
         [b"v0", b"v1", None],
         [b"v1", b"v2", b"v1"],
         b"v3",
