@@ -12,12 +12,16 @@ in ``_redis/`` and the basics (``errors``, ``keys``, ``serializers``,
 
 from ._redis.diagnostics import ClientStats as ClientStats
 from ._redis.diagnostics import client_stats as client_stats
+from ._telemetry import configure_telemetry as configure_telemetry
 from ._validate import Seconds as Seconds
 from .cache import Cache as Cache
 from .cache import CachedFunction as CachedFunction
 from .cache import CacheStats as CacheStats
 from .errors import CachePatternsError as CachePatternsError
 from .errors import CircuitOpen as CircuitOpen
+from .errors import IdempotencyConflict as IdempotencyConflict
+from .errors import IdempotencyError as IdempotencyError
+from .errors import IdempotencyKeyReused as IdempotencyKeyReused
 from .errors import LockError as LockError
 from .errors import LockLost as LockLost
 from .errors import LockNotAcquired as LockNotAcquired
@@ -29,6 +33,7 @@ from .errors import RedisOutOfMemory as RedisOutOfMemory
 from .errors import RedisTimeout as RedisTimeout
 from .errors import RedisUnavailable as RedisUnavailable
 from .errors import SerializationError as SerializationError
+from .idempotency import Idempotency as Idempotency
 from .keys import KeyT as KeyT
 from .leaderboard import BoardPeriod as BoardPeriod
 from .leaderboard import KeepPolicy as KeepPolicy
@@ -63,6 +68,10 @@ __all__ = (
     "CachedFunction",
     "CircuitOpen",
     "ClientStats",
+    "Idempotency",
+    "IdempotencyConflict",
+    "IdempotencyError",
+    "IdempotencyKeyReused",
     "JsonSerializer",
     "KeepPolicy",
     "KeyT",
@@ -96,4 +105,5 @@ __all__ = (
     "SingleFlightStats",
     "ViewAggregate",
     "client_stats",
+    "configure_telemetry",
 )

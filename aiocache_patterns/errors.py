@@ -16,7 +16,10 @@ keeps working for code that does not know us::
     │   ├── LockNotAcquired       (also TimeoutError) blocking_timeout ran out
     │   ├── LockNotOwned          the lease expired or belongs to someone else
     │   └── LockLost              the lease was lost while the protected block ran
-    └── RateLimitExceeded         a hit was denied; carries the RateLimitResult
+    ├── RateLimitExceeded         a hit was denied; carries the RateLimitResult
+    └── IdempotencyError
+        ├── IdempotencyConflict   the key's operation runs now, or ran and cannot be replayed
+        └── IdempotencyKeyReused  the key was used for a different request (fingerprint)
 
 Wrong arguments are not part of this tree: they raise ``TypeError`` or
 ``ValueError`` naming the argument, at construction where possible.
@@ -32,6 +35,9 @@ from typing import Protocol
 __all__ = [
     "CachePatternsError",
     "CircuitOpen",
+    "IdempotencyConflict",
+    "IdempotencyError",
+    "IdempotencyKeyReused",
     "LockError",
     "LockLost",
     "LockNotAcquired",
@@ -124,3 +130,22 @@ class RateLimitExceeded(CachePatternsError):
         super().__init__(*(args or ("rate limit exceeded",)))
         #: The decision of the denied hit (a RateLimitResult).
         self.result = result
+
+
+class IdempotencyError(CachePatternsError):
+    """Base class of idempotency errors."""
+
+
+class IdempotencyConflict(IdempotencyError):
+    """The key's operation is running elsewhere right now (``in_progress``), or it
+    ran but its result was too large to store and cannot be replayed. HTTP 409."""
+
+    def __init__(self, message: str, *, in_progress: bool) -> None:
+        super().__init__(message)
+        #: True while the first operation runs; False once it ran without a stored result.
+        self.in_progress = in_progress
+
+
+class IdempotencyKeyReused(IdempotencyError):
+    """The idempotency key was used before with a different fingerprint (another
+    request). HTTP 422."""

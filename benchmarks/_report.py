@@ -9,6 +9,7 @@ import os
 import platform
 import statistics
 import sys
+import textwrap
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -29,6 +30,7 @@ __all__ = [
     "machine_info",
     "markdown",
     "plot",
+    "summary_lines",
     "write_json",
     "write_report",
 ]
@@ -114,6 +116,9 @@ class ScenarioResult:
     charts: list[Chart] = field(default_factory=list)
     #: Raw or library variants that gave wrong answers (besides the per-case ones).
     errors: list[str] = field(default_factory=list)
+    #: Charts only: a case whose operation is a batch, drawn in its own unit:
+    #: ``{"bulk": ("scores/s", 10_000)}`` (ops/s times the factor).
+    units: dict[str, tuple[str, float]] = field(default_factory=dict)
 
     def failed(self, group: str) -> list[str]:
         return sorted(
@@ -149,7 +154,7 @@ def check_goals(cases: list[CaseResult], goals: list[Goal], speed_figure: bool) 
 def _check(case: CaseResult, goal: Goal, speed_figure: bool) -> GoalCheck:
     mine, theirs = case.outcome(goal.variant), case.outcome(goal.versus)
     head = f"{case.label}: {goal.variant}"
-    wanted = f"[target ≥ {goal.minimum:g}{TIMES}]"
+    wanted = f"[target ≥ {goal.minimum:.3g}{TIMES}]"
     tail = "" if speed_figure else " (embedded, not a speed figure)"
     for side in (mine, theirs):
         if side is None or side.status != "ok":
@@ -306,15 +311,36 @@ def plot(result: ScenarioResult, info: RunInfo, directory: Path) -> Path | None:
     flat = list(axes.flat)
     for ax, case in zip(flat, result.cases, strict=False):
         ok = [o for o in case.outcomes if o.status == "ok" and o.ops_per_s is not None]
+        unit, factor = result.units.get(case.name, ("ops/s", 1.0))
         names = [o.name for o in ok][::-1]
-        values = [o.ops_per_s or 0.0 for o in ok][::-1]
-        _bars(ax, result, names, values, "ops/s (median round)")
-        ax.set_title(case.label, fontsize=10)
+        values = [(o.ops_per_s or 0.0) * factor for o in ok][::-1]
+        # The paired ratio of the tables (median of per-round ratios) beside each value.
+        ratios = [1.0 if o.name == result.baseline else o.ratio for o in ok][::-1]
+        labels = [
+            _number(v) + (f"  {r:.2f}{TIMES}" if r is not None and math.isfinite(r) else "")
+            for v, r in zip(values, ratios, strict=True)
+        ]
+        _bars(ax, result, names, values, f"{unit} (median round)", labels)
+        if any(o.name == result.baseline for o in ok):
+            ax.text(
+                1.0, -0.22, f"{TIMES} = ratio to {result.baseline}", transform=ax.transAxes,
+                ha="right", va="top", fontsize=7, color="#555555",
+            )  # fmt: skip
+        ax.set_title(_title(case.label), fontsize=10)
     for ax, chart in zip(flat[len(result.cases) :], result.charts, strict=False):
-        if chart.kind == "bar":
-            names = list(chart.series)[::-1]
+        single = all(len(points) <= 1 for points in chart.series.values())
+        if chart.kind == "bar" or single:
+            # One point a series: bars with their value, not markers on top of each other.
+            names = [n for n in chart.series if chart.series[n]][::-1]
             values = [float(chart.series[n][0][1]) for n in names]
-            _bars(ax, result, names, values, chart.y_label)
+            label = chart.y_label
+            if chart.kind != "bar" and chart.x_label and names:
+                label += f" (at {chart.x_label} = {_number(chart.series[names[0]][0][0])})"
+            _bars(ax, result, names, values, label, [_number(v) for v in values])
+            if chart.log_y and values:
+                ax.set_xscale("log")
+                ax.xaxis.set_major_formatter(_formatter())
+                ax.set_xlim(left=min(0.5, min((v for v in values if v > 0), default=1) / 2))
         else:
             for name, points in chart.series.items():
                 xs, ys = zip(*points, strict=True) if points else ((), ())
@@ -323,12 +349,15 @@ def plot(result: ScenarioResult, info: RunInfo, directory: Path) -> Path | None:
             ax.set_ylabel(chart.y_label)
             ax.legend(fontsize=7)
             ax.grid(alpha=0.3)
-        if chart.log_y:
-            ax.set_yscale("log") if chart.kind != "bar" else ax.set_xscale("log")
-        ax.set_title(chart.title, fontsize=10)
+            if chart.log_y:
+                ax.set_yscale("log")
+            ax.yaxis.set_major_formatter(_formatter())
+        ax.set_title(_title(chart.title), fontsize=10)
     for ax in flat[panels:]:
         ax.set_visible(False)
     title = f"{result.scenario}: {info.server}, {info.machine['cpu_count']} CPUs"
+    if info.quick:
+        title += " (--quick: indicative)"
     if not info.speed_figure:
         title += " (embedded, NOT a speed figure)"
     fig.suptitle(title, fontsize=10)
@@ -340,15 +369,95 @@ def plot(result: ScenarioResult, info: RunInfo, directory: Path) -> Path | None:
     return path
 
 
+def _title(text: str, width: int = 60) -> str:
+    """A panel title wrapped to fit its panel (long ones were clipped)."""
+    return "\n".join(textwrap.wrap(text, width)) or text
+
+
+def _number(value: float) -> str:
+    """``10,512``, ``3.4``, ``0.27``: plain digits, never ``1.05e+04``."""
+    if not math.isfinite(value):
+        return "—"
+    if abs(value) >= 100:
+        return f"{value:,.0f}"
+    if abs(value) >= 10:
+        return f"{value:.1f}".removesuffix(".0")
+    return f"{value:.3g}"
+
+
 def _bars(
-    ax: Any, result: ScenarioResult, names: list[str], values: list[float], label: str
+    ax: Any,
+    result: ScenarioResult,
+    names: list[str],
+    values: list[float],
+    label: str,
+    labels: list[str],
 ) -> None:
     colours = [_COLOURS.get(result.groups.get(n, ""), "#555555") for n in names]
     bars = ax.barh(names, values, color=colours)
-    ax.bar_label(bars, labels=[f"{v:,.3g}" for v in values], fontsize=7, padding=2)
+    ax.bar_label(bars, labels=labels, fontsize=7, padding=2)
     ax.set_xlabel(label)
     ax.tick_params(axis="y", labelsize=8)
-    ax.margins(x=0.18)
+    ax.margins(x=0.3)
+    ax.xaxis.set_major_formatter(_formatter())
+
+
+def _formatter() -> Any:
+    """Axis ticks as :func:`_number` (log axes otherwise show ``10^4``)."""
+    ticker: Any = optional_module("matplotlib.ticker")
+    return ticker.FuncFormatter(lambda value, _pos: _number(value))
+
+
+# -- the summary --------------------------------------------------------------------
+
+
+def _rerun_command(results: list[ScenarioResult]) -> str:
+    names = " ".join(dict.fromkeys(r.scenario for r in results))
+    return f"python -m benchmarks --scenario {names}"
+
+
+def target_notes(results: list[ScenarioResult], info: RunInfo) -> list[str]:
+    """What the target lines mean in this run: indicative (quick), missed, embedded."""
+    goals = [g for r in results for g in r.goals]
+    if not goals:
+        return []
+    notes: list[str] = []
+    if not info.speed_figure:
+        notes.append(
+            "fakeredis is embedded in this process: the ratios are not speed figures; "
+            "set REDIS_URL or install redis-server for real ones."
+        )
+    elif info.quick:
+        notes.append(
+            "Quick run: targets are indicative only. Few short rounds make wide spreads "
+            "(in brackets: the middle half of the per-round ratios, or the range over "
+            "repeats; none with one round). The real figure, without --quick:"
+        )
+        notes.append(_rerun_command(results))
+    elif any(g.met is False for g in goals):
+        notes.append(
+            "A missed target is reported, not fatal (exit status 1 means a wrong answer). "
+            "On a busy or shared machine, rerun that scenario alone before chasing it."
+        )
+    return notes
+
+
+def summary_lines(results: list[ScenarioResult], info: RunInfo, ran: list[str]) -> list[str]:
+    """The short stdout summary: one line per target, and what they mean in this run."""
+    lines = [f"  {r.scenario}: {g.line}" for r in results for g in r.goals]
+    if not lines:
+        return []
+    head = "Targets (quick run: indicative):" if info.quick else "Targets:"
+    notes = [
+        wrapped
+        for note in target_notes(results, info)
+        for wrapped in (
+            [f"    {note}"]  # a command stays on one line, to copy
+            if note.startswith("python -m")
+            else textwrap.wrap(note, 78, initial_indent="  ", subsequent_indent="  ")
+        )
+    ]
+    return ["", head, *lines, *notes, ""]
 
 
 # -- the report ------------------------------------------------------------------
@@ -373,6 +482,8 @@ def write_report(
     summary = [f"- {r.scenario}: {g.line}" for r in results for g in r.goals]
     if summary:
         lines += ["", "## Targets", "", *summary]
+        for note in target_notes(results, info):
+            lines += ["", f"`{note}`" if note.startswith("python -m") else note]
     for result in results:
         section = markdown(result, info).splitlines()
         lines += ["", *section]

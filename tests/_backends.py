@@ -6,19 +6,26 @@ Three backends, one parametrized ``backend`` fixture (see ``conftest.py``):
     In-process ``fakeredis.FakeAsyncRedis`` with Lua (``lupa``), one fresh
     ``FakeServer`` per test. Always available.
 ``redis``
-    A real standalone server at ``REDIS_URL``, else ``redis://127.0.0.1:6379/9``
-    when a server answers there. **The tests FLUSHDB that database** before every
-    test: never point ``REDIS_URL`` at data you want to keep.
+    A real standalone server: the one at ``REDIS_URL`` when it is set and
+    that database is empty (the tests FLUSHDB it before every test and once more
+    at the end, so they refuse a database holding keys they did not create,
+    unless ``AIOCACHE_PATTERNS_TESTS_MAY_FLUSH=1``); else a private
+    ``redis-server`` the test session starts on a free loopback port (nothing
+    on disk, killed at exit) when the binary is on PATH; else none. A Redis
+    that happens to answer on 6379 is never used unless ``REDIS_URL`` names it.
 ``cluster``
     A real Redis Cluster at ``REDIS_CLUSTER_URL`` (no default; ``.ci/cluster start
-    DIR`` makes one). **The tests FLUSHALL every primary** before every test.
+    DIR`` makes one), when it is empty: the tests FLUSHALL every primary before
+    every test and at the end, and refuse a cluster holding other keys, as above.
 
-A real backend that is not available is skipped, except with ``CI=true``, where
-it is a failure.
+A real backend that is not available is not run (``conftest.py`` deselects its
+tests and says so once, in the header), except with ``CI=true``, where its
+tests run and fail.
 """
 
 from __future__ import annotations
 
+import atexit
 import functools
 import os
 from dataclasses import dataclass, field
@@ -29,6 +36,8 @@ import redis
 import redis.asyncio as aioredis
 from redis.exceptions import RedisClusterException, RedisError
 
+from tests._servers import RedisProcess, redis_server_binary
+
 if TYPE_CHECKING:
     from collections.abc import Callable
 
@@ -38,7 +47,8 @@ Client: TypeAlias = aioredis.Redis | aioredis.RedisCluster
 BackendName = Literal["fakeredis", "redis", "cluster"]
 BACKEND_NAMES: tuple[BackendName, ...] = ("fakeredis", "redis", "cluster")
 
-DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/9"
+#: The database the private session server's tests use (as CI's ``REDIS_URL``).
+PRIVATE_DB = 9
 
 #: The fakeredis server mimics the Redis major version CI runs (7.x).
 FAKE_SERVER_VERSION = (7,)
@@ -54,31 +64,98 @@ def in_ci() -> bool:
 
 @dataclass(frozen=True)
 class Availability:
-    """Outcome of probing one real backend: a usable URL, or why there is none."""
+    """Outcome of probing one real backend: a usable URL, or why there is none.
+
+    ``source`` says where the URL came from, for people (``"REDIS_URL"``, or
+    ``"private redis-server ..."``).
+    """
 
     url: str | None
     reason: str = ""
+    source: str = ""
 
 
 @functools.cache
 def standalone_availability() -> Availability:
-    """Probe the standalone server once per session (cached)."""
+    """The standalone server, decided once per session (cached).
+
+    ``REDIS_URL`` when set (probed with PING); else a private ``redis-server``
+    started here on a free port when the binary is on PATH; else none.
+    """
     env_url = os.environ.get("REDIS_URL", "").strip()
-    url = env_url or DEFAULT_REDIS_URL
+    if not env_url:
+        return _private_availability()
     try:
         with redis.Redis.from_url(
-            url,
+            env_url,
             socket_connect_timeout=_PROBE_CONNECT_TIMEOUT,
             socket_timeout=_PROBE_TIMEOUT,
         ) as client:
             client.ping()
+            refusal = _claim(env_url, "REDIS_URL", client.dbsize())
     except (RedisError, OSError) as exc:
-        if env_url:
-            return Availability(None, f"REDIS_URL={url} does not answer PING: {exc}")
-        return Availability(
-            None, f"REDIS_URL is not set and no Redis answers PING at {url}: {exc}"
+        return Availability(None, f"REDIS_URL={env_url} does not answer PING: {exc}")
+    if refusal:
+        return Availability(None, refusal)
+    return Availability(env_url, source="REDIS_URL")
+
+
+#: Set to 1 to let the tests flush a database that already holds keys
+#: (CI does, for its own scratch database).
+MAY_FLUSH_ENV = "AIOCACHE_PATTERNS_TESTS_MAY_FLUSH"
+
+
+def _claim(url: str, name: str, keys: int) -> str:
+    """Take the database at ``url`` for this session, or say why not.
+
+    The tests flush their database before every test, so they take only one
+    that is empty (or that ``MAY_FLUSH_ENV`` declares disposable): data they
+    did not create is never touched. A database taken is emptied again when
+    the session ends, so the next run finds it empty too.
+    """
+    if keys and os.environ.get(MAY_FLUSH_ENV, "").strip() not in {"1", "true", "yes"}:
+        return (
+            f"{name}={url} holds {keys} keys the tests did not create, and the tests "
+            f"flush their database: point {name} at an empty one (or set "
+            f"{MAY_FLUSH_ENV}=1 if its data is disposable)"
         )
-    return Availability(url)
+    atexit.register(_empty_quietly, url, name)
+    return ""
+
+
+def _empty_quietly(url: str, name: str) -> None:
+    """Empty what the session used at ``url`` (its test data), at exit."""
+    try:
+        if name == "REDIS_CLUSTER_URL":
+            with redis.RedisCluster.from_url(url, socket_timeout=_PROBE_TIMEOUT) as cluster:
+                cluster.flushall(target_nodes=redis.RedisCluster.PRIMARIES)
+        else:
+            with redis.Redis.from_url(url, socket_timeout=_PROBE_TIMEOUT) as client:
+                client.flushdb()
+    except (RedisClusterException, RedisError, OSError):
+        pass  # gone already: nothing of ours is left to clean
+
+
+def _private_availability() -> Availability:
+    if redis_server_binary() is None:
+        return Availability(
+            None,
+            "REDIS_URL is not set and no redis-server on PATH: install redis-server "
+            "(the tests start a private one) or set REDIS_URL (its database is flushed)",
+        )
+    last: RuntimeError | None = None
+    for _ in range(3):  # the free port can be taken between probe and bind
+        server = RedisProcess()
+        try:
+            server.start_blocking()
+        except RuntimeError as exc:
+            server.close()
+            last = exc
+            continue
+        atexit.register(server.close)
+        url = f"redis://127.0.0.1:{server.port}/{PRIVATE_DB}"
+        return Availability(url, source=f"private redis-server on 127.0.0.1:{server.port}")
+    return Availability(None, f"a private redis-server did not start: {last}")
 
 
 @functools.cache
@@ -86,7 +163,9 @@ def cluster_availability() -> Availability:
     """Probe the cluster at ``REDIS_CLUSTER_URL`` once per session (cached)."""
     url = os.environ.get("REDIS_CLUSTER_URL", "").strip()
     if not url:
-        return Availability(None, "REDIS_CLUSTER_URL is not set (.ci/cluster start DIR makes one)")
+        return Availability(
+            None, "REDIS_CLUSTER_URL is not set: `bash .ci/cluster start DIR` makes one"
+        )
     try:
         client = redis.RedisCluster.from_url(
             url,
@@ -95,10 +174,14 @@ def cluster_availability() -> Availability:
         )
         try:
             client.ping(target_nodes=redis.RedisCluster.PRIMARIES)
+            keys = client.dbsize(target_nodes=redis.RedisCluster.PRIMARIES)  # summed
+            refusal = _claim(url, "REDIS_CLUSTER_URL", int(keys))
         finally:
             client.close()
     except (RedisClusterException, RedisError, OSError) as exc:
         return Availability(None, f"REDIS_CLUSTER_URL={url} is not a usable cluster: {exc}")
+    if refusal:
+        return Availability(None, refusal)
     return Availability(url)
 
 
@@ -134,6 +217,13 @@ class Backend:
         self._clients.append(client)
         if isinstance(client, aioredis.RedisCluster):
             await client.initialize()
+        return client
+
+    def sync_client(self, *, decode_responses: bool = False, **kwargs: Any) -> Client:
+        """:meth:`client` for code that makes its client outside a coroutine: a
+        cluster client loads its slot map on first use. Closed when the test ends."""
+        client = self._make(decode_responses=decode_responses, **kwargs)
+        self._clients.append(client)
         return client
 
     async def flush(self) -> None:

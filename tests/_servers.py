@@ -44,6 +44,15 @@ def free_port() -> int:
         return port
 
 
+def _answers_ping_blocking(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1.0) as sock:
+            sock.sendall(b"PING\r\n")
+            return sock.recv(64).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
 async def _answers_ping(port: int) -> bool:
     try:
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
@@ -99,6 +108,20 @@ class RedisProcess:
                     f"redis-server did not start on port {self.port}:\n{self._log_tail()}"
                 )
             await asyncio.sleep(0.01)
+
+    def start_blocking(self) -> None:
+        """:meth:`start` without an event loop (for session set-up, outside any test)."""
+        if self.running:
+            raise RuntimeError(f"redis-server on port {self.port} is already running")
+        self._process = self._spawn()
+        deadline = time.monotonic() + _START_TIMEOUT
+        while not _answers_ping_blocking(self.port):
+            if self._process.poll() is not None or time.monotonic() > deadline:
+                self.kill()
+                raise RuntimeError(
+                    f"redis-server did not start on port {self.port}:\n{self._log_tail()}"
+                )
+            time.sleep(0.01)
 
     def _spawn(self) -> subprocess.Popen[bytes]:
         return subprocess.Popen(

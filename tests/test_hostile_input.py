@@ -14,6 +14,7 @@ import pytest
 
 from aiocache_patterns import (
     Cache,
+    Idempotency,
     JsonSerializer,
     Lock,
     PickleSerializer,
@@ -50,6 +51,24 @@ async def test_cache_keys_round_trip_without_touching_neighbours(
     assert await cache.delete(key) == 1
     assert await cache.get(key) is None
     assert await cache.get("neighbour") == "intact"
+
+
+@pytest.mark.parametrize("key", HOSTILE_KEYS, ids=lambda k: repr(k)[:20])
+async def test_idempotency_keys_and_fingerprints(redis: Any, key: str | bytes) -> None:
+    await redis.set(b"sentinel", b"1")
+    idem = Idempotency(redis, namespace="hostile", ttl=60)
+    calls: list[int] = []
+
+    async def op(fence: int) -> str:
+        calls.append(fence)
+        return "ran"
+
+    assert await idem.run(key, key, op) == "ran"
+    assert await idem.run(key, key, op) == "ran"
+    assert await idem.run("neighbour", key, op) == "ran"
+    assert len(calls) == 2
+    assert await redis.get(b"sentinel") == b"1"
+    assert all(len(k) < 300 for k in await all_keys(redis))  # huge keys were hashed
 
 
 @pytest.mark.parametrize("key", HOSTILE_KEYS, ids=lambda k: repr(k)[:20])

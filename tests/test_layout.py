@@ -3,9 +3,9 @@
 Layers, bottom up (docs/architecture.md draws them):
 
 0. ``errors``, ``_validate``: depend on nothing of the package;
-1. ``keys``, ``serializers``, ``singleflight``: the other basics, no Redis;
+1. ``keys``, ``serializers``, ``singleflight``, ``_telemetry``: the other basics, no Redis;
 2. ``_redis``: the one door to Redis;
-3. the patterns, ``cache``, ``lock``, ``ratelimit``, ``leaderboard``: each in
+3. the patterns, ``cache``, ``lock``, ``ratelimit``, ``leaderboard``, ``idempotency``: each in
    its own folder, none importing another;
 4. ``integrations``;
 5. the package's ``__init__``, re-exports only.
@@ -30,11 +30,13 @@ LAYERS = {
     "keys": 1,
     "serializers": 1,
     "singleflight": 1,
+    "_telemetry": 1,
     "_redis": 2,
     "cache": 3,
     "lock": 3,
     "ratelimit": 3,
     "leaderboard": 3,
+    "idempotency": 3,
     "integrations": 4,
 }
 

@@ -23,6 +23,7 @@ __all__ = ["CircuitBreaker"]
 
 class CircuitBreaker:
     __slots__ = (
+        "__weakref__",
         "_base_cooldown",
         "_clock",
         "_cooldown",
@@ -48,6 +49,15 @@ class CircuitBreaker:
         self._failures = 0
         self._open_until = 0.0
         self._trial_running = False
+
+    @property
+    def state(self) -> int:
+        """0 closed, 1 half-open (a trial is due or running), 2 open (calls refused)."""
+        if self._failures < self._threshold:
+            return 0
+        if self._trial_running or self._clock() >= self._open_until:
+            return 1
+        return 2
 
     def before_call(self) -> bool:
         """Raise ``CircuitOpen`` while open; return True if this call is the trial."""

@@ -52,6 +52,7 @@ from redis.asyncio.cluster import RedisCluster
 from redis.client import NEVER_DECODE
 from redis.crc import key_slot
 
+from .._telemetry import BATCH_KINDS, TELEMETRY, AttrKey, attrs, node_name
 from ..errors import RedisCommandError, RedisOutOfMemory, RedisTimeout, RedisUnavailable
 from . import compat as _compat
 from .breaker import CircuitBreaker
@@ -214,8 +215,9 @@ class Executor:
         self._tasks: set[asyncio.Task[None]] = set()
         self._direct: Direct | ClusterDirect | None = None
         self._lane_closing: set[asyncio.Task[None]] = set()
-        #: Round trips sent, for tests and the benchmark harness.
-        self.round_trips = 0
+        #: Round trips sent, by kind (``client_stats``, the round-trip metric).
+        self.trips = RoundTrips()
+        observe_executor(self)
 
     # -- public operations ---------------------------------------------------
 
@@ -324,6 +326,11 @@ class Executor:
         breaker, in-flight bound, deadline and error translation as every command."""
         self._lone_caller()  # bind to the running loop
         return await self._round_trip(timeout, operation)
+
+    @property
+    def round_trips(self) -> int:
+        """Round trips sent, for tests and the benchmark harness."""
+        return self.trips.total
 
     @property
     def pending_tasks(self) -> int:
@@ -497,7 +504,7 @@ class Executor:
             if not slots.try_take():
                 await slots.take()
             has_slot = True
-            self.round_trips += 1
+            self.trips.total += 1
             result = await send
         except asyncio.CancelledError as exc:
             if deadlines.caused(task):
@@ -595,6 +602,15 @@ class Executor:
         commands.extend(op.args for op in others)
         safe = [True] * len(get_groups)
         safe.extend(op.safe for op in others)
+        kind = "pipeline" if others or len(get_groups) > 1 else "mget"
+        if kind == "mget":
+            self.trips.mget += 1
+        else:
+            self.trips.pipeline += 1
+        if TELEMETRY.metrics_on:
+            # Batches only: a single command is a batch of one, and an SDK's record
+            # costs more than a hit's whole Python path (round_trips counts them).
+            TELEMETRY.record_batch(len(batch), BATCH_KINDS[kind])
         replies = await self._pipeline(commands, safe)
 
         for group, reply in zip(get_groups, replies, strict=False):
@@ -655,6 +671,35 @@ class Executor:
         for key in keys:
             by_slot.setdefault(key_slot(key), []).append(key)
         return list(by_slot.values())
+
+
+class RoundTrips:
+    """Round trips an executor sent: in all, and the batches by kind (the rest are single)."""
+
+    __slots__ = ("mget", "pipeline", "total")
+
+    def __init__(self) -> None:
+        self.total = self.mget = self.pipeline = 0
+
+
+_TRIP_KINDS: Final = {kind: attrs(kind=kind) for kind in ("mget", "pipeline", "single")}
+
+
+def _read_trips(trips: RoundTrips) -> list[tuple[AttrKey, int]]:
+    single = trips.total - trips.mget - trips.pipeline
+    return [
+        (_TRIP_KINDS["mget"], trips.mget),
+        (_TRIP_KINDS["pipeline"], trips.pipeline),
+        (_TRIP_KINDS["single"], single),
+    ]
+
+
+def observe_executor(executor: Executor) -> None:
+    """Let the metrics observe ``executor``'s round trips and its breaker's state."""
+    TELEMETRY.executors.add(executor, executor.trips, _read_trips)
+    node = attrs(node=node_name(executor.client))
+    TELEMETRY.breakers.add(executor.breaker, lambda breaker: (node, breaker.state))
+    TELEMETRY.refresh()
 
 
 _EXECUTORS: weakref.WeakKeyDictionary[Any, Executor] = weakref.WeakKeyDictionary()

@@ -18,6 +18,7 @@ from typing import Any, Final, TypeVar
 
 from .._redis.executor import executor_for
 from .._redis.notify import notifier_for
+from .._telemetry import TELEMETRY
 from .._validate import Seconds, callable_arg, milliseconds, positive_int, seconds, seconds_or_none
 from ..errors import RedisOutOfMemory, RedisUnavailable
 from ..keys import DEFAULT_MAX_KEY_BYTES, KeyBuilder, KeyT, validate_namespace
@@ -28,7 +29,7 @@ from ._entry import MISS, Codec, EntryIO
 from ._loading import Loader, await_result
 from ._recompute import RecomputeLock
 from ._spec import Spec
-from ._stats import CacheStats, Counters
+from ._stats import CacheStats, Counters, observe
 from ._tags import MAGIC_TAGGED, UNKNOWN, TagIndex
 
 __all__ = ["Cache", "CacheStats"]
@@ -76,6 +77,8 @@ class Cache:
             stored values larger than this are misses, never decoded.
         clock: wall clock in Unix seconds (injectable for tests).
         random: uniform source in [0, 1) for XFetch (injectable for tests).
+        tracing: make an OpenTelemetry span per operation (``True``), none
+            (``False``), or as ``configure_telemetry(tracing=...)`` says (``None``).
     """
 
     def __init__(
@@ -97,6 +100,7 @@ class Cache:
         max_value_bytes: int = DEFAULT_MAX_VALUE_BYTES,
         clock: Callable[[], float] = time.time,
         random: Callable[[], float] = random.random,
+        tracing: bool | None = None,
     ) -> None:
         if ttl is None:
             raise TypeError("ttl must be a number of seconds or a timedelta, not None")
@@ -126,6 +130,8 @@ class Cache:
             clock=clock,
         )
         self._counters = Counters()
+        observe(self, namespace, self._counters)
+        TELEMETRY.traceable(self, tracing, _SPANS, redis, namespace)
         self._io = EntryIO(
             executor, codec, self._counters, timeout=timeout_s, fail_open=fail_open, clock=clock
         )
@@ -153,6 +159,10 @@ class Cache:
             refresh_after=seconds_or_none(refresh_after, "refresh_after"),
             random=random,
         )
+        self._loader.load_attributes = {
+            outcome: {"namespace": namespace, "outcome": outcome}
+            for outcome in ("success", "error", "cancelled")
+        }
 
     # -- reading -------------------------------------------------------------
 
@@ -560,6 +570,23 @@ class Cache:
 
     def _ttl_arg(self, ttl: Seconds | None) -> float:
         return self._ttl if ttl is None else _ttl_seconds(ttl)
+
+
+#: The operations that make a span when tracing is on (method: span name).
+_SPANS: Final = {
+    name: f"cache.{name}"
+    for name in (
+        "get",
+        "get_many",
+        "set",
+        "set_many",
+        "delete",
+        "write_through",
+        "get_or_load",
+        "get_or_load_many",
+        "invalidate_tags",
+    )
+}
 
 
 def _ttl_seconds(ttl: object) -> float:

@@ -28,6 +28,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
+from .._telemetry import TELEMETRY
 from ..errors import CircuitOpen, RedisOutOfMemory, RedisUnavailable
 from ..singleflight import SingleFlight
 from ._entry import MISS, Entry, EntryIO
@@ -76,6 +77,8 @@ class Loader:
         #: Stores on their way to Redis, by key: an invalidation waits for them.
         self._storing: dict[bytes, asyncio.Future[Any]] = {}
         self._closed = False
+        #: Attributes of ``aiocache_patterns.cache.load.duration``, by outcome (set by Cache).
+        self.load_attributes: dict[str, dict[str, str]] = {}
 
     async def get_or_load(self, rkey: bytes, loader: Callable[[], Awaitable[T]], spec: Spec) -> T:
         # The tag versions to read the entry under (a load makes sure of its own:
@@ -413,11 +416,19 @@ class Loader:
 
     async def _call(self, loader: Callable[[], Awaitable[T]]) -> T:
         self._counters.loads += 1
+        started = time.perf_counter()
+        outcome = "cancelled"
         try:
-            return await await_result(loader(), "loader")
+            value = await await_result(loader(), "loader")
+            outcome = "success"
+            return value
         except Exception:
+            outcome = "error"
             self._counters.errors += 1
             raise
+        finally:
+            if TELEMETRY.metrics_on and self.load_attributes:
+                TELEMETRY.record_load(time.perf_counter() - started, self.load_attributes[outcome])
 
     def _serve_fallback(self, rkey: bytes, fallback: Entry, exc: Exception) -> Any:
         """stale-if-error: the loader failed, but there is a value to serve."""

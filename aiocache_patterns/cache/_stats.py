@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 
+from .._telemetry import TELEMETRY, AttrKey, attrs
+
 __all__ = ["CacheStats"]
 
 
@@ -50,3 +52,16 @@ class Counters:
 
     def snapshot(self) -> CacheStats:
         return CacheStats(**{f.name: getattr(self, f.name) for f in fields(self)})
+
+
+def observe(owner: object, namespace: str, counters: Counters) -> None:
+    """Report ``counters`` as ``aiocache_patterns.cache.requests`` (read when collected)."""
+    hit, miss, stale, error = (
+        attrs(namespace=namespace, result=r) for r in ("hit", "miss", "stale", "error")
+    )
+
+    def read(c: Counters) -> list[tuple[AttrKey, int]]:
+        return [(hit, c.hits), (miss, c.misses), (stale, c.stale_served), (error, c.errors)]
+
+    TELEMETRY.caches.add(owner, counters, read)
+    TELEMETRY.refresh()

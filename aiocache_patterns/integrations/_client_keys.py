@@ -31,6 +31,7 @@ __all__ = [
     "ForwardingHeader",
     "client_ip",
     "forwarded_ip",
+    "peer_in",
     "peer_ip",
 ]
 
@@ -84,7 +85,7 @@ def client_ip(scope: Mapping[str, Any]) -> str:
     owns at least that much. Other prefix lengths:
     [`peer_ip`][aiocache_patterns.integrations.asgi.peer_ip]. Without a peer
     address, the key is
-    [`UNKNOWN_CLIENT`][aiocache_patterns.integrations.asgi.UNKNOWN_CLIENT].
+    `UNKNOWN_CLIENT`.
     """
     return _peer_key(scope, 32, 64)
 
@@ -99,6 +100,25 @@ def peer_ip(*, ipv4_prefix: int = 32, ipv6_prefix: int = 64) -> KeyFunction:
         return _peer_key(scope, v4, v6)
 
     return peer
+
+
+def peer_in(networks: Iterable[str]) -> Callable[[Mapping[str, Any]], bool]:
+    """A predicate of a request: whether the connection's peer is in ``networks``.
+
+    For ``skip=`` (internal callers, the load balancer's health checks): it
+    reads the socket's peer address (``scope["client"]``) only, never a
+    header, so a client cannot claim to be inside by sending
+    ``X-Forwarded-For``. A peer without an address (a Unix socket) is outside.
+
+    >>> RateLimitMiddleware(app, limiter, skip=peer_in(["10.0.0.0/8"]))  # doctest: +SKIP
+    """
+    inside = _networks(networks, "networks")
+
+    def peer_is_inside(scope: Mapping[str, Any]) -> bool:
+        peer = _peer(scope)
+        return peer is not None and _inside(_address(peer), inside)
+
+    return peer_is_inside
 
 
 def _peer(scope: Mapping[str, Any]) -> str | None:
@@ -131,7 +151,7 @@ def forwarded_ip(
 
     A forwarding header is read only if the connection's peer is one of your
     proxies (in ``trusted_proxies``; by default
-    [`DEFAULT_TRUSTED_PROXIES`][aiocache_patterns.integrations.asgi.DEFAULT_TRUSTED_PROXIES],
+    `DEFAULT_TRUSTED_PROXIES`,
     loopback and private networks, and a Unix socket); any other peer connected
     directly and is the client, whatever it sends. Of the header, only what your
     proxies appended is trusted. Every proxy *appends* the address it received the
@@ -153,7 +173,7 @@ def forwarded_ip(
     its ``for=`` parameters) or ``"x-real-ip"`` (one address, set by your proxy;
     only the peer is checked). Read the one your proxy writes, and make it
     overwrite or append to what the client sent. At most
-    [`MAX_CHAIN`][aiocache_patterns.integrations.asgi.MAX_CHAIN] entries are
+    `MAX_CHAIN` entries are
     read, from the right. The address found is grouped like
     [`peer_ip`][aiocache_patterns.integrations.asgi.peer_ip]'s.
     """
@@ -279,23 +299,19 @@ def _prefixes(ipv4_prefix: object, ipv6_prefix: object) -> tuple[int, int]:
     return v4, v6
 
 
-def _networks(trusted: object) -> tuple[_Network, ...]:
+def _networks(trusted: object, argname: str = "trusted_proxies") -> tuple[_Network, ...]:
     if isinstance(trusted, (str, bytes)) or not isinstance(trusted, Iterable):
-        raise TypeError(
-            "trusted_proxies must be a list of addresses or networks, e.g. ['10.0.0.0/8']"
-        )
+        raise TypeError(f"{argname} must be a list of addresses or networks, e.g. ['10.0.0.0/8']")
     networks: list[_Network] = []
     for entry in trusted:
         if not isinstance(entry, str):
-            raise TypeError(f"trusted_proxies must contain str, not {type(entry).__name__}")
+            raise TypeError(f"{argname} must contain str, not {type(entry).__name__}")
         try:
             networks.append(ipaddress.ip_network(entry.strip(), strict=False))
         except ValueError:
-            raise ValueError(
-                f"trusted_proxies: {entry!r} is not an IP address or network"
-            ) from None
+            raise ValueError(f"{argname}: {entry!r} is not an IP address or network") from None
     if not networks:
-        raise ValueError("trusted_proxies must not be empty")
+        raise ValueError(f"{argname} must not be empty")
     return tuple(networks)
 
 

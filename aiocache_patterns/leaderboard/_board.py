@@ -26,6 +26,7 @@ from typing import Any, Final, Literal, TypeAlias, get_args, overload
 
 from .._redis.eviction import LEADERBOARD, PERIODIC_LEADERBOARD, warn_if_evictable
 from .._redis.scripts import Script
+from .._telemetry import TELEMETRY
 from .._validate import Seconds, callable_arg, positive_int, seconds
 from ..keys import KeyBuilder, KeyT
 from ._periods import KEY_WORDS, BoardPeriod, Span, as_utc, check_period, span_of
@@ -84,6 +85,26 @@ Scores: TypeAlias = (
 )
 
 
+#: The operations that make a span when tracing is on (method: span name).
+_SPANS: Final = {
+    name: f"leaderboard.{name}"
+    for name in (
+        "submit",
+        "submit_many",
+        "increment",
+        "remove",
+        "clear",
+        "top",
+        "page",
+        "around",
+        "rank",
+        "ranks",
+        "score",
+        "size",
+    )
+}
+
+
 class Leaderboard(Ranking[M]):
     """A leaderboard: members with scores, ranked best first, ties by who got there first.
 
@@ -120,6 +141,8 @@ class Leaderboard(Ranking[M]):
         timeout: deadline of each Redis operation (a bulk submit's round trips
             get 50 µs more per member they carry).
         clock: Unix time, used only to pick the current period (injectable).
+        tracing: make an OpenTelemetry span per operation (``True``), none
+            (``False``), or as ``configure_telemetry(tracing=...)`` says (``None``).
     """
 
     _hints: Hints
@@ -139,6 +162,7 @@ class Leaderboard(Ranking[M]):
         namespace: str = "leaderboard",
         timeout: Seconds = 1.0,
         clock: Callable[[], float] = time.time,
+        tracing: bool | None = None,
     ) -> None: ...
 
     @overload
@@ -156,6 +180,7 @@ class Leaderboard(Ranking[M]):
         namespace: str = "leaderboard",
         timeout: Seconds = 1.0,
         clock: Callable[[], float] = time.time,
+        tracing: bool | None = None,
     ) -> None: ...
 
     def __init__(
@@ -172,6 +197,7 @@ class Leaderboard(Ranking[M]):
         namespace: str = "leaderboard",
         timeout: Seconds = 1.0,
         clock: Callable[[], float] = time.time,
+        tracing: bool | None = None,
     ) -> None:
         super().__init__(redis)
         base = KeyBuilder(namespace).key(name, "name")
@@ -194,6 +220,7 @@ class Leaderboard(Ranking[M]):
         self._hints = Hints()
         self._current: tuple[str, Keys] | None = None
         self._eviction_checked = False
+        TELEMETRY.traceable(self, tracing, _SPANS, redis, namespace)
 
     def __repr__(self) -> str:
         period = f", period={self._period!r}" if self._period else ""
@@ -243,6 +270,7 @@ class Leaderboard(Ranking[M]):
         pinned._fixed = span_of(self._period, as_utc(when))
         pinned._current = None
         pinned._hints = Hints()
+        TELEMETRY.copied(self, pinned)  # its spans are its own, not the original's
         return pinned
 
     def last_days(

@@ -56,6 +56,7 @@ from .._redis.eviction import LOCK, EvictionRisk, warn_if_evictable
 from .._redis.executor import executor_for
 from .._redis.notify import Notifier, hand_over_locally, local_releases, notifier_for, releasing
 from .._redis.scripts import Script
+from .._telemetry import TELEMETRY
 from .._validate import Seconds, milliseconds, seconds, seconds_or_none
 from ..errors import (
     CachePatternsError,
@@ -76,6 +77,20 @@ logger = logging.getLogger("aiocache_patterns.lock")
 FENCE_TTL_MS: Final = 3_600_000
 
 UNSET: Final[Any] = object()
+
+#: Spans of each kind of holder when tracing is on (method: span name).
+_SPANS: Final = {
+    kind: {name: f"{kind}.{name}" for name in ("acquire", "release", "extend")}
+    for kind in ("lock", "semaphore")
+}
+#: Attributes of ``aiocache_patterns.lock.wait.duration``, by kind and outcome.
+_WAIT_ATTRIBUTES: Final = {
+    kind: {
+        outcome: {"kind": kind, "outcome": outcome}
+        for outcome in ("acquired", "timeout", "cancelled", "error")
+    }
+    for kind in ("lock", "semaphore")
+}
 
 #: Background clean-ups (a cancelled release, a waiter leaving the queue).
 _BACKGROUND: set[asyncio.Task[None]] = set()
@@ -165,6 +180,7 @@ class LeaseHolder:
         namespace: str,
         timeout: Seconds,
         poll_interval: Seconds,
+        tracing: bool | None = None,
     ) -> None:
         self._executor = executor_for(redis)
         self._notifier = notifier_for(redis)
@@ -197,6 +213,7 @@ class LeaseHolder:
         self._watchdog: asyncio.Task[None] | None = None
         self._holder: asyncio.Task[Any] | None = None
         self._cancelled_for_loss = False
+        TELEMETRY.traceable(self, tracing, _SPANS[self._KIND], redis, namespace)
 
     # -- what a subclass provides --------------------------------------------------
 
@@ -239,6 +256,23 @@ class LeaseHolder:
             raise LockError(
                 f"this {type(self).__name__} object already holds a lease; use one per holder"
             )
+        if not TELEMETRY.metrics_on:
+            return await self._acquire(wait_limit)
+        started = time.perf_counter()
+        outcome = "error"
+        try:
+            acquired = await self._acquire(wait_limit)
+            outcome = "acquired" if acquired else "timeout"
+            return acquired
+        except asyncio.CancelledError:
+            outcome = "cancelled"
+            raise
+        finally:
+            TELEMETRY.record_lock_wait(
+                time.perf_counter() - started, _WAIT_ATTRIBUTES[self._KIND][outcome]
+            )
+
+    async def _acquire(self, wait_limit: float | None) -> bool:
         warn_if_evictable(self._executor, self._EVICTION)
         token = secrets.token_hex(16).encode()
         cancels = _cancel_requests()

@@ -54,6 +54,8 @@ class Lock(LeaseHolder):
         timeout: deadline of each Redis operation.
         poll_interval: the longest a waiter sleeps between tries when no
             wake-up arrives (a safety net; wake-ups are normally immediate).
+        tracing: make an OpenTelemetry span per operation (``True``), none
+            (``False``), or as ``configure_telemetry(tracing=...)`` says (``None``).
     """
 
     _ACQUIRE = load_script(__package__, "lock_acquire", libs=("lib",))
@@ -72,6 +74,7 @@ class Lock(LeaseHolder):
         namespace: str = "lock",
         timeout: Seconds = 1.0,
         poll_interval: Seconds = 0.25,
+        tracing: bool | None = None,
     ) -> None:
         super().__init__(
             redis,
@@ -83,6 +86,7 @@ class Lock(LeaseHolder):
             namespace=namespace,
             timeout=timeout,
             poll_interval=poll_interval,
+            tracing=tracing,
         )
         # A lock handed to a waiter starts with this lease, stretched to ttl when the
         # waiter confirms (or, handed over in this process, a third of the way in): a

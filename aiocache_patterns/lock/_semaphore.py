@@ -53,6 +53,7 @@ class Semaphore(LeaseHolder):
         namespace: str = "semaphore",
         timeout: Seconds = 1.0,
         poll_interval: Seconds = 0.25,
+        tracing: bool | None = None,
     ) -> None:
         self._limit = positive_int(limit, "limit")
         super().__init__(
@@ -65,6 +66,7 @@ class Semaphore(LeaseHolder):
             namespace=namespace,
             timeout=timeout,
             poll_interval=poll_interval,
+            tracing=tracing,
         )
 
     @property

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, Final, Literal, ParamSpec, TypeVar, get_a
 from .._redis.eviction import RATE_LIMITER, warn_if_evictable
 from .._redis.executor import executor_for
 from .._redis.scripts import Script, load_script
+from .._telemetry import TELEMETRY, AttrKey, attrs
 from .._validate import Seconds, positive_int, seconds
 from ..errors import RateLimitExceeded, RedisUnavailable
 from ..keys import KeyBuilder, KeyT, KeyTemplate
@@ -139,7 +140,7 @@ class RateLimiter:
     >>> limiter = RateLimiter(redis, limit=100, window=60)  # doctest: +SKIP
     >>> result = await limiter.hit(f"user:{user_id}")
     >>> if not result.allowed:
-    ...     raise TooManyRequests(retry_after=result.retry_after)
+    ...     raise HTTPException(429, "Too many requests", headers=result.headers())
 
     Args:
         redis: a ``redis.asyncio.Redis``, ``RedisCluster`` or ``FakeAsyncRedis``.
@@ -154,6 +155,8 @@ class RateLimiter:
         fail_open: what a hit returns when Redis cannot be asked: allowed
             (``True``, the default) or denied. Either way it is counted and logged.
         timeout: deadline of each Redis operation.
+        tracing: make an OpenTelemetry span per operation (``True``), none
+            (``False``), or as ``configure_telemetry(tracing=...)`` says (``None``).
     """
 
     def __init__(
@@ -167,6 +170,7 @@ class RateLimiter:
         namespace: str = "rl",
         fail_open: bool = True,
         timeout: Seconds = 1.0,
+        tracing: bool | None = None,
     ) -> None:
         self._executor = executor_for(redis)
         self._rates = _rates(limit, window, rates)
@@ -181,16 +185,14 @@ class RateLimiter:
             raise TypeError("fail_open must be a bool")
         self._fail_open = fail_open
         self._timeout = seconds(timeout, "timeout")
-        tag = _KEY_TAGS[algorithm]
-        self._suffixes = [f"{tag}:{r.limit}:{r.window_us}" for r in self._rates]
-        # Every argument that never changes, encoded once: redis-py would encode
-        # each of them again, in Python, on every hit.
-        self._rate_args: list[bytes] = [str(len(self._rates)).encode()]
-        for rate in self._rates:
-            self._rate_args += [str(rate.limit).encode(), str(rate.window_us).encode()]
-        self._max_cost = min(r.limit for r in self._rates)
-        self._allowed = self._denied = self._errors = 0
+        self._tag = _KEY_TAGS[algorithm]
+        self._plan = _Plan(self._tag, self._rates)
+        #: Plans of rates given per call (``hit(key, rates=...)``), built once each.
+        self._plans: dict[tuple[Rate, ...], _Plan] = {self._rates: self._plan}
+        self._counts = _Counts()
         self._namespace = namespace
+        _observe(self, namespace, algorithm, fail_open, self._counts)
+        TELEMETRY.traceable(self, tracing, _SPANS, redis, namespace)
         self._unlogged = 0
         self._last_error_log = -math.inf
         self._eviction_checked = False
@@ -208,20 +210,34 @@ class RateLimiter:
     @property
     def stats(self) -> RateLimiterStats:
         """Decisions since construction, as a frozen snapshot."""
-        return RateLimiterStats(self._allowed, self._denied, self._errors)
+        counts = self._counts
+        return RateLimiterStats(counts.allowed, counts.denied, counts.errors)
 
-    async def hit(self, key: KeyT, cost: int = 1) -> RateLimitResult:
-        """Spend ``cost`` units of ``key``'s quota if every rate allows it."""
-        return await self._decide(key, self._cost(cost), "hit")
+    async def hit(
+        self, key: KeyT, cost: int = 1, *, rates: Rate | Sequence[Rate] | None = None
+    ) -> RateLimitResult:
+        """Spend ``cost`` units of ``key``'s quota if every rate allows it.
 
-    async def peek(self, key: KeyT) -> RateLimitResult:
+        ``rates``: check these instead of the limiter's own, for this call (a
+        limit that depends on the caller's plan, say). Each set of rates counts
+        apart: a key's usage under ``Rate(10, 60)`` is not its usage under
+        ``Rate(100, 60)``.
+        """
+        plan = self._plan if rates is None else self._plan_for(rates)
+        return await self._decide(key, self._cost(cost, plan), "hit", plan)
+
+    async def peek(
+        self, key: KeyT, *, rates: Rate | Sequence[Rate] | None = None
+    ) -> RateLimitResult:
         """What a hit of cost 1 would get now, consuming nothing."""
-        return await self._decide(key, 1, "peek")
+        plan = self._plan if rates is None else self._plan_for(rates)
+        return await self._decide(key, 1, "peek", plan)
 
-    async def reset(self, key: KeyT) -> None:
-        """Forget ``key``'s usage: its full quota is available again."""
+    async def reset(self, key: KeyT, *, rates: Rate | Sequence[Rate] | None = None) -> None:
+        """Forget ``key``'s usage (under ``rates``, if given): its full quota is back."""
+        plan = self._plan if rates is None else self._plan_for(rates)
         # UNLINK: a big sliding log is freed in the background, not while Redis waits.
-        commands = [("UNLINK", k) for k in self._redis_keys(self._keys.key(key))]
+        commands = [("UNLINK", k) for k in plan.redis_keys(self._keys.key(key))]
         for reply in await self._executor.commands(commands, self._timeout):
             if isinstance(reply, BaseException):
                 raise reply
@@ -235,7 +251,7 @@ class RateLimiter:
         ``key`` is a ``str.format`` template over the function's parameters
         (``"user:{user_id}"``) or a function of the same arguments returning the key.
         """
-        cost = self._cost(cost)
+        cost = self._cost(cost, self._plan)
 
         def decorate(fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
             key_for = KeyTemplate(fn, key if isinstance(key, str) else None)
@@ -253,35 +269,50 @@ class RateLimiter:
 
     # -- internals ---------------------------------------------------------------
 
-    def _cost(self, cost: object) -> int:
+    @staticmethod
+    def _cost(cost: object, plan: _Plan) -> int:
         value = positive_int(cost, "cost")
-        if value > self._max_cost:
+        if value > plan.max_cost:
             raise ValueError(
-                f"cost {value} is over the limit {self._max_cost}: it could never pass"
+                f"cost {value} is over the limit {plan.max_cost}: it could never pass"
             )
         return value
 
     def _redis_keys(self, base: bytes) -> list[bytes]:
-        return [KeyBuilder.derived(base, suffix) for suffix in self._suffixes]
+        return self._plan.redis_keys(base)
 
-    async def _decide(self, key: KeyT, cost: int, mode: str) -> RateLimitResult:
-        keys = self._redis_keys(self._keys.key(key))
+    def _plan_for(self, rates: object) -> _Plan:
+        """The plan of rates given for one call; checked and built once per set of rates."""
+        if isinstance(rates, Rate):
+            rates = (rates,)
+        elif isinstance(rates, list):
+            rates = tuple(rates)
+        plan = self._plans.get(rates) if isinstance(rates, tuple) else None
+        if plan is None:
+            checked = _rates(None, None, rates)  # type: ignore[arg-type]
+            if len(self._plans) >= _MAX_PLANS:
+                self._plans = {self._rates: self._plan}  # bounded, whatever callers pass
+            plan = self._plans[checked] = _Plan(self._tag, checked)
+        return plan
+
+    async def _decide(self, key: KeyT, cost: int, mode: str, plan: _Plan) -> RateLimitResult:
+        keys = plan.redis_keys(self._keys.key(key))
         args: list[Any] = [_MODES[mode], _COSTS[cost] if cost < len(_COSTS) else cost]
-        args += self._rate_args
+        args += plan.rate_args
         if not self._eviction_checked:
             self._eviction_checked = True
             warn_if_evictable(self._executor, RATE_LIMITER)
         try:
             reply = await self._executor.script(self._script, keys, args, self._timeout)
         except RedisUnavailable as exc:
-            return self._degraded(cost, exc, counted=mode == "hit")
+            return self._degraded(cost, exc, plan.rates, counted=mode == "hit")
         allowed = int(reply[0]) == 1
-        rate = self._rates[int(reply[1]) - 1]
+        rate = plan.rates[int(reply[1]) - 1]
         if mode == "hit":
             if allowed:
-                self._allowed += 1
+                self._counts.allowed += 1
             else:
-                self._denied += 1
+                self._counts.denied += 1
         return RateLimitResult(
             allowed=allowed,
             limit=rate.limit,
@@ -291,16 +322,19 @@ class RateLimiter:
             window=rate.window,
         )
 
-    def _degraded(self, cost: int, exc: RedisUnavailable, *, counted: bool) -> RateLimitResult:
+    def _degraded(
+        self, cost: int, exc: RedisUnavailable, rates: tuple[Rate, ...], *, counted: bool
+    ) -> RateLimitResult:
         """A decision without Redis: ``fail_open`` decides. A hit is counted in
         ``stats.errors``; every such decision is logged, at most one line a second
         saying how many were made since the last line."""
+        counts = self._counts
         if counted:
-            self._errors += 1
+            counts.errors += 1
             if self._fail_open:
-                self._allowed += 1
+                counts.allowed += 1
             else:
-                self._denied += 1
+                counts.denied += 1
         self._unlogged += 1
         now = time.monotonic()
         if now - self._last_error_log >= 1.0:
@@ -313,10 +347,10 @@ class RateLimiter:
                 exc,
                 policy,
                 self._unlogged,
-                self._errors,
+                counts.errors,
             )
             self._unlogged = 0
-        rate = min(self._rates, key=lambda r: r.limit)
+        rate = min(rates, key=lambda r: r.limit)
         remaining = rate.limit - cost if self._fail_open else 0
         return RateLimitResult(
             allowed=self._fail_open,
@@ -327,6 +361,62 @@ class RateLimiter:
             window=rate.window,
             degraded=True,
         )
+
+
+#: Sets of per-call rates a limiter keeps built; past this, it starts over.
+_MAX_PLANS: Final = 256
+
+
+class _Plan:
+    """A set of rates as the scripts take it: key suffixes and arguments, encoded once
+    (redis-py would encode each of them again, in Python, on every hit)."""
+
+    __slots__ = ("max_cost", "rate_args", "rates", "suffixes")
+
+    def __init__(self, tag: str, rates: tuple[Rate, ...]) -> None:
+        self.rates = rates
+        self.suffixes = [f"{tag}:{r.limit}:{r.window_us}" for r in rates]
+        self.rate_args: list[bytes] = [str(len(rates)).encode()]
+        for rate in rates:
+            self.rate_args += [str(rate.limit).encode(), str(rate.window_us).encode()]
+        self.max_cost = min(r.limit for r in rates)
+
+    def redis_keys(self, base: bytes) -> list[bytes]:
+        return [KeyBuilder.derived(base, suffix) for suffix in self.suffixes]
+
+
+#: The operations that make a span when tracing is on (method: span name).
+_SPANS: Final = {name: f"ratelimit.{name}" for name in ("hit", "peek", "reset")}
+
+
+class _Counts:
+    """A limiter's decisions (hits only); ``errors`` were decided without Redis."""
+
+    __slots__ = ("allowed", "denied", "errors")
+
+    def __init__(self) -> None:
+        self.allowed = self.denied = self.errors = 0
+
+
+def _observe(
+    owner: object, namespace: str, algorithm: str, fail_open: bool, counts: _Counts
+) -> None:
+    """Report ``counts`` as ``aiocache_patterns.ratelimit.decisions`` (read when collected):
+    ``degraded`` are the decisions made without Redis, counted apart from the others."""
+    allowed, denied, degraded = (
+        attrs(namespace=namespace, algorithm=algorithm, result=r)
+        for r in ("allowed", "denied", "degraded")
+    )
+
+    def read(c: _Counts) -> list[tuple[AttrKey, int]]:
+        return [
+            (allowed, c.allowed - (c.errors if fail_open else 0)),
+            (denied, c.denied - (0 if fail_open else c.errors)),
+            (degraded, c.errors),
+        ]
+
+    TELEMETRY.limiters.add(owner, counts, read)
+    TELEMETRY.refresh()
 
 
 def _rates(limit: object, window: object, rates: Iterable[Rate] | None) -> tuple[Rate, ...]:

@@ -12,8 +12,10 @@ from __future__ import annotations
 
 from benchmarks.scenarios import (
     hit,
+    idempotency,
     leaderboard,
     lock,
+    otel,
     ratelimit,
     soak,
     stampede,
@@ -27,10 +29,12 @@ __all__ = ["SCENARIOS", "RunContext", "Scenario"]
 
 _ALL: tuple[Scenario, ...] = (
     hit.SCENARIO,
+    otel.SCENARIO,
     lock.SCENARIO,
     ratelimit.SCENARIO,
     leaderboard.SCENARIO,
     stampede.SCENARIO,
+    idempotency.SCENARIO,
     soak.SCENARIO,
     tagged.SCENARIO,
     typed.SCENARIO,

@@ -315,7 +315,9 @@ class LeaderboardScenario:
                 self.name, ctx, specs, [case], expectations[case_name], RAW
             )
 
-        result = ScenarioResult(self.name, self.description, RAW, groups, cases)
+        description = self.description.replace("1,000,000", f"{size:,}")
+        result = ScenarioResult(self.name, description, RAW, groups, cases)
+        result.units["bulk"] = ("scores/s", float(BATCH))
         result.goals = check_goals(cases, GOALS, ctx.target.speed_figure)
         for outcome in cases[0].outcomes:
             if outcome.ops_per_s:

@@ -52,7 +52,7 @@ from benchmarks.scenarios._base import (
 __all__ = ["SCENARIO", "RateLimitScenario"]
 
 RAW = "raw redis-py INCR"
-SEED = "seed INCR+EXPIRE"
+SEED = "naive INCR+EXPIRE"
 ALGORITHMS: tuple[Algorithm, ...] = get_args(Algorithm)
 #: Exact algorithms admit exactly the limit; the weighted counter at most the limit.
 EXACT: frozenset[str] = frozenset({"fixed_window", "sliding_log", "token_bucket", "gcra"})

@@ -26,10 +26,30 @@ def main(argv: list[str] | None = None) -> None:
         help="default: $REDIS_URL, else redis://127.0.0.1:6379/0; "
         "an in-process fakeredis if nothing answers there",
     )
+    parser.add_argument(
+        "--rate-limit",
+        type=_positive,
+        default=100,
+        metavar="N",
+        help="requests per client IP per minute, every route but /health (default: "
+        "%(default)s; raise it to load-test from one address)",
+    )
+    parser.add_argument(
+        "--no-access-log",
+        action="store_true",
+        help="no line per request (under load, the access log costs more than the app)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s:     %(name)s: %(message)s")
-    app = create_app(database=args.db, redis_url=args.redis_url)
-    uvicorn.run(app, host=args.host, port=args.port)
+    app = create_app(database=args.db, redis_url=args.redis_url, rate_limit=args.rate_limit)
+    uvicorn.run(app, host=args.host, port=args.port, access_log=not args.no_access_log)
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
 
 
 if __name__ == "__main__":

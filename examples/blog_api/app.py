@@ -7,6 +7,9 @@
 * ``PUT /posts/{id}``: write the database, then invalidate the cached post.
 * ``POST /posts``: write-through: the database first, then the cache, so the
   first read of a new post is already a hit (and replaces a cached "not found").
+  With an ``Idempotency-Key`` header it runs once per key and writer
+  (``IdempotencyMiddleware``): a client that retries after a timeout gets the
+  post it created, marked ``Idempotent-Replayed: true``, not a second post.
 * ``POST /posts/{id}/like`` and ``GET /posts/top``: a leaderboard of likes;
   equal counts rank by who got there first.
 * Rate limits: every request per client IP (``RateLimitMiddleware``; IPv6
@@ -32,7 +35,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import asdict
 from datetime import time
@@ -58,7 +61,12 @@ from aiocache_patterns import (
     RateLimitResult,
     RedisUnavailable,
 )
-from aiocache_patterns.integrations.asgi import RateLimitDependency, RateLimitMiddleware
+from aiocache_patterns.integrations.asgi import (
+    IdempotencyMiddleware,
+    RateLimitDependency,
+    RateLimitMiddleware,
+    Scope,
+)
 
 from .auth import Identity, Tokens, tokens_from_env
 from .db import Database, JobRun, PostRow, StaleFencingToken, utcnow
@@ -432,6 +440,23 @@ async def _scheduled(job: NightlyJob, at: time | None) -> AsyncIterator[None]:
         await asyncio.gather(task, return_exceptions=True)
 
 
+def _writer_of(users: Tokens) -> Callable[[Scope], str | None]:
+    """Who wrote a request (its bearer token's user), bound into its idempotency key:
+    one writer's key never reaches another's post. None for a missing or bad token
+    (the route answers 401, which is never stored)."""
+
+    def writer(scope: Scope) -> str | None:
+        for name, value in scope.get("headers", ()):
+            if name == b"authorization":
+                try:
+                    return users.identify(value.decode("latin-1")).name
+                except HTTPException:
+                    return None
+        return None
+
+    return writer
+
+
 def create_app(
     redis: Any = None,
     database: str | os.PathLike[str] = DEFAULT_DATABASE,
@@ -516,6 +541,16 @@ def create_app(
     app.include_router(router)
     install_problem_handlers(app)
     app.add_exception_handler(RedisUnavailable, _redis_unavailable)
+    # Inside the rate limit (added first: Starlette runs the last added outermost), so
+    # replays are rate limited too. Only POST /posts is documented as taking a key.
+    app.add_middleware(
+        IdempotencyMiddleware,
+        redis=client,
+        namespace="blog-idem",
+        ttl=24 * 3600,
+        methods=("POST",),
+        principal=_writer_of(users),
+    )
     app.add_middleware(
         RateLimitMiddleware,
         limiter=RateLimiter(client, rate_limit, rate_window, namespace="blog-rl-ip"),

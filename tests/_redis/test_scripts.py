@@ -46,7 +46,7 @@ def test_without_the_marker_a_script_is_not_resent(source: bytes) -> None:
 def test_no_packaged_script_claims_safety_by_accident() -> None:
     """Every marker in the package's scripts is a header line with a reason."""
     found = 0
-    for pattern in ("cache", "lock", "ratelimit", "leaderboard"):
+    for pattern in ("cache", "lock", "ratelimit", "leaderboard", "idempotency"):
         package = f"aiocache_patterns.{pattern}"
         for entry in resources.files(package).joinpath("lua").iterdir():
             source = entry.read_bytes()

@@ -618,3 +618,39 @@ async def test_ipv6_clients_of_one_64_share_the_per_ip_limit(
             async with client_for(app, (f"2001:db8:77::{i + 1:x}", 40000)) as client:
                 statuses.append((await client.get("/posts/top")).status_code)
     assert statuses.count(200) == 5
+
+
+# -- idempotency keys on POST /posts ----------------------------------------------------------
+
+
+async def test_a_retried_create_with_an_idempotency_key_makes_one_post(api: Api) -> None:
+    headers = {"Idempotency-Key": "create-1"}
+    first = await api.http.post("/posts", json={"title": "Once"}, headers=headers)
+    again = await api.http.post("/posts", json={"title": "Once"}, headers=headers)
+    assert first.status_code == again.status_code == 201
+    assert again.json() == first.json()
+    assert again.headers["idempotent-replayed"] == "true"
+    assert again.headers["location"] == first.headers["location"]
+    assert (await api.http.get("/posts/2")).status_code == 404  # no second post
+    other = await api.http.post("/posts", json={"title": "Twice"}, headers=headers)
+    assert other.status_code == 422
+    assert other.json()["status"] == 422
+    # another writer's same key is another record: bo's post is made
+    bo = await api.http.post(
+        "/posts",
+        json={"title": "Once"},
+        headers={**headers, "authorization": f"Bearer {BO}"},
+    )
+    assert bo.status_code == 201
+    assert "idempotent-replayed" not in bo.headers
+    assert bo.json()["author"] == "bo"
+
+
+async def test_a_refused_create_is_not_stored(api: Api) -> None:
+    headers = {"Idempotency-Key": "create-2", "authorization": "Bearer not-a-valid-token"}
+    refused = await api.http.post("/posts", json={"title": "Later"}, headers=headers)
+    assert refused.status_code == 401
+    headers["authorization"] = f"Bearer {ANN}"
+    made = await api.http.post("/posts", json={"title": "Later"}, headers=headers)
+    assert made.status_code == 201
+    assert "idempotent-replayed" not in made.headers
