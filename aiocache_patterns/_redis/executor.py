@@ -247,6 +247,9 @@ class Executor:
             return []
         if self._lone_caller() and not self.is_cluster:
             # Nobody to batch with: one MGET sent at once, like a lone GET.
+            self.trips.mget += 1  # (counted as the MGET it is, not as a single command)
+            if TELEMETRY.metrics_on:
+                TELEMETRY.record_batch(len(keys), BATCH_KINDS["mget"])
             replies: list[bytes | None] = await self._round_trip(
                 timeout, self._send(("MGET", *keys), None, True)
             )
