@@ -338,13 +338,16 @@ class Cache:
         O(1) per tag, whatever the number of entries: each tag's version key is
         deleted, and entries carry the versions they were written under. Once
         this returns, no read returns a value stored with one of these tags
-        before the call (a load already running when it is called may return
-        its value to the callers waiting on it, but stores it unreadable).
+        before the call. A load already running under one of them returns its
+        value to the callers already waiting on it and stores it unreadable; in
+        this process, callers from then on do not share it (in another process
+        they may, until it ends).
         Returns how many of the tags had a version (had entries, or had had).
         Redis errors raise [`RedisUnavailable`][aiocache_patterns.errors.RedisUnavailable]
         even with ``fail_open``.
         """
         tag_keys = self._tags.keys(tags)
+        self._loader.invalidate_tagged(tag_keys)  # loads running here: not shared any more
         try:
             return await self._tags.invalidate(tag_keys)
         except RedisUnavailable:

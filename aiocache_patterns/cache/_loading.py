@@ -70,6 +70,8 @@ class Loader:
         #: ``self._fill``, bound once rather than once per missing caller.
         self._bound_fill = self._fill
         self._load_tokens: dict[bytes, object] = {}
+        #: Loads running under each tag's version key: ``{version key: {rkey: count}}``.
+        self._tagged_loads: dict[bytes, dict[bytes, int]] = {}
         self._refreshing: set[bytes] = set()
         #: Background refreshes (cancelled on close) and lock releases (awaited on close).
         self.tasks: set[asyncio.Task[Any]] = set()
@@ -227,14 +229,14 @@ class Loader:
 
     async def _fill(self, rkey: bytes, loader: Callable[[], Awaitable[T]], spec: Spec) -> T:
         """A miss, for this process: load, or wait for the process that is loading."""
-        load_token = self._begin_load(rkey)  # from here on, an invalidation wins over us
+        load_token = self._begin_load(rkey, spec.tag_keys)  # an invalidation wins from here
         try:
             stamped = await self._stamped(spec)
             if stamped is None:
                 return await self._call(loader)
             return await self._fill_or_wait(rkey, loader, stamped, load_token)
         finally:
-            self._end_load(rkey, load_token)
+            self._end_load(rkey, load_token, spec.tag_keys)
 
     async def _fill_or_wait(
         self, rkey: bytes, loader: Callable[[], Awaitable[T]], spec: Spec, load_token: object
@@ -308,7 +310,8 @@ class Loader:
         self, rkey: bytes, loader: Callable[[], Awaitable[T]], spec: Spec, entry: Entry
     ) -> T:
         """Refresh an entry that exists (fresh or stale); never waits for another process."""
-        load_token = self._begin_load(rkey)
+        load_token = self._begin_load(rkey, spec.tag_keys)
+        tag_keys = spec.tag_keys
         try:
             stamped = await self._stamped(spec)
             if stamped is None:
@@ -333,7 +336,7 @@ class Loader:
                 self._counters.stale_served += 1  # another process is refreshing it
             return current.value  # type: ignore[no-any-return]
         finally:
-            self._end_load(rkey, load_token)
+            self._end_load(rkey, load_token, tag_keys)
 
     def _refresh_in_background(
         self, rkey: bytes, loader: Callable[[], Awaitable[Any]], spec: Spec, entry: Entry
@@ -493,14 +496,33 @@ class Loader:
             # Its caller saw it (and counted it), or was cancelled and cannot.
             logger.debug("cache store or lock release failed: %r", task.exception())
 
-    def _begin_load(self, rkey: bytes) -> object:
-        """Start a load of ``rkey``; an invalidation from now on makes it not store."""
+    def _begin_load(self, rkey: bytes, tag_keys: tuple[bytes, ...] = ()) -> object:
+        """Start a load of ``rkey``; an invalidation from now on makes it not store
+        (an invalidation of one of its tags, too)."""
         load_token = self._load_tokens[rkey] = object()
+        for key in tag_keys:
+            loading = self._tagged_loads.setdefault(key, {})
+            loading[rkey] = loading.get(rkey, 0) + 1
         return load_token
 
-    def _end_load(self, rkey: bytes, load_token: object) -> None:
+    def _end_load(self, rkey: bytes, load_token: object, tag_keys: tuple[bytes, ...] = ()) -> None:
         if self._load_tokens.get(rkey) is load_token:
             del self._load_tokens[rkey]
+        for key in tag_keys:
+            loading = self._tagged_loads.get(key)
+            if loading is not None and rkey in loading:
+                loading[rkey] -= 1
+                if not loading[rkey]:
+                    del loading[rkey]
+                    if not loading:
+                        del self._tagged_loads[key]
+
+    def invalidate_tagged(self, tag_keys: tuple[bytes, ...]) -> None:
+        """Loads running now under any of these tags: callers from now on do not
+        share them (and they do not store)."""
+        for key in tag_keys:
+            for rkey in list(self._tagged_loads.get(key, ())):
+                self.invalidate(rkey)
 
 
 async def _after(previous: asyncio.Future[Any], work: Awaitable[T]) -> T:

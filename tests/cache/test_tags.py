@@ -300,3 +300,28 @@ async def test_forged_tag_sections_are_misses_and_read_nothing_else(redis: Any) 
         assert await cache.get_many(["k"]) == {}
         assert await cache.get_or_load("k", counting()) == "v1"
     assert cache.stats.decode_errors >= 1
+
+
+async def test_callers_after_an_invalidation_do_not_share_an_older_load(redis: Any) -> None:
+    cache = Cache(redis, namespace="tg", ttl=60)
+    release = asyncio.Event()
+    calls = 0
+
+    async def loader() -> int:
+        nonlocal calls
+        calls += 1
+        mine = calls
+        if mine == 1:
+            await release.wait()  # the source changes while this load runs
+        return mine
+
+    first = asyncio.ensure_future(cache.get_or_load("k", loader, tags=("t",)))
+    await asyncio.sleep(0.05)
+    await cache.invalidate_tags("t")
+    second = asyncio.ensure_future(cache.get_or_load("k", loader, tags=("t",)))
+    await asyncio.sleep(0.05)
+    release.set()
+    assert await first == 1  # it was waiting before: it gets the load it joined
+    assert await second == 2  # it came after: a load of its own
+    assert await cache.get_or_load("k", loader, tags=("t",)) == 2
+    assert not cache._loader._tagged_loads  # nothing left behind
