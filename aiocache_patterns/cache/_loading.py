@@ -445,14 +445,32 @@ class Loader:
     async def _acquire(self, rkey: bytes, token: bytes) -> tuple[bool, bytes | None, int]:
         """Try the recompute lock; if the answer is lost, give back what we may have got."""
         assert self._lock is not None
+        attempt = asyncio.ensure_future(self._lock.try_acquire(rkey, token))
         try:
-            return await self._lock.try_acquire(rkey, token)
+            return await asyncio.shield(attempt)
         except (RedisOutOfMemory, CircuitOpen):
             raise  # refused, or never sent: nothing was taken
-        except (asyncio.CancelledError, RedisUnavailable):
+        except RedisUnavailable:
             # The script may have run (the lock is ours) with its reply lost to us.
             self.spawn(self._lock.store(rkey, token, None, 0))
             raise
+        except asyncio.CancelledError:
+            # The script may still be on its way: give the lock back once it has been
+            # answered, so the give-back can never reach Redis before it (another
+            # batch, another connection) and leave the lock taken for its lease.
+            self.spawn(self._give_back_after(attempt, rkey, token))
+            raise
+
+    async def _give_back_after(
+        self, attempt: asyncio.Future[Any], rkey: bytes, token: bytes
+    ) -> None:
+        assert self._lock is not None
+        await asyncio.wait([attempt])
+        if not attempt.cancelled() and isinstance(
+            attempt.exception(), (RedisOutOfMemory, CircuitOpen)
+        ):
+            return  # refused, or never sent: nothing was taken
+        await self._lock.store(rkey, token, None, 0)
 
     async def _give_back(self, rkey: bytes, token: bytes, exc: BaseException) -> None:
         """After a failed or cancelled load: release the lock and wake the waiters.

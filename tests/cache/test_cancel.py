@@ -369,7 +369,9 @@ async def test_get_or_load_many(world: World) -> None:
             assert await _outcome_of(companions.pop()) == "loaded"  # shared work survived
         assert outcome.cancelled or outcome.result == {"k": "loaded", "j": "loaded"}, outcome
         await world.settle()
-        assert not await world.admin.exists(LOCK_KEY), "the recompute lock was not given back"
+        assert not await world.admin.exists(LOCK_KEY), (
+            f"lock not given back (step {step}, {outcome})"
+        )
         assert await world.served_at_once(1) in ("loaded", "loaded by 1")
         await world.settle()
         await p2.delete("k", "j")
