@@ -4,9 +4,18 @@
 module), readable from ``redis-cli``, and exact for ``dict`` (``str`` keys),
 ``list``, ``str``, ``int`` (any size), ``float`` (finite; ``repr`` round-trips),
 ``bool`` and ``None``. JSON has no tuple, so a tuple comes back as a list; a
-value JSON cannot represent (a ``set``, ``nan``, an object) raises
+value JSON cannot represent (a ``set``, ``nan``, an arbitrary object) raises
 ``SerializationError`` when it is stored, never
 later when it is read.
+
+It also stores the values application code returns, as readable JSON (via
+``msgspec.to_builtins``): ``datetime``, ``date``, ``time`` (ISO 8601),
+``UUID``, ``Decimal`` (as strings), ``Enum`` (its value), dataclasses,
+``msgspec.Struct`` and pydantic models (``model_dump(mode="json")``), and
+containers of them. Read back untyped, they are that JSON (a ``datetime`` is
+its ISO string); ``loads_as(tp)`` decodes to a type instead (``msgspec``'s
+typed JSON decoding, or pydantic's ``TypeAdapter`` for types with pydantic
+models), which is what ``@cache.cached`` does with the function's return annotation.
 
 ``MsgpackSerializer`` is smaller and faster for big values (``msgpack``
 extra). ``PickleSerializer`` round-trips any picklable object, and is
@@ -23,12 +32,17 @@ with its freshness deadline rewritten, is refused like a forged one.
 
 from __future__ import annotations
 
+import enum
 import hashlib
 import hmac
 import json
 import pickle
 import struct
+from collections.abc import Callable
 from typing import Any, Final, Protocol, runtime_checkable
+
+import msgspec
+import msgspec.inspect
 
 from .errors import SerializationError
 
@@ -88,7 +102,11 @@ class JsonSerializer:
 
     def __init__(self) -> None:
         self._encoder = json.JSONEncoder(
-            ensure_ascii=False, allow_nan=False, separators=(",", ":"), check_circular=True
+            ensure_ascii=False,
+            allow_nan=False,
+            separators=(",", ":"),
+            check_circular=True,
+            default=_to_json,
         )
         self._decoder = json.JSONDecoder()
 
@@ -105,6 +123,97 @@ class JsonSerializer:
             return self._decoder.decode(data.decode("utf-8", "surrogatepass"))
         except (UnicodeDecodeError, ValueError, RecursionError) as exc:
             raise SerializationError(f"stored bytes are not valid JSON: {exc}") from exc
+
+    def loads_as(self, tp: Any) -> Callable[[bytes], Any] | None:
+        """A decoder of this serializer's bytes into ``tp`` (``list[Post]``,
+        ``datetime``, a pydantic model...), or None if no library here can decode to it.
+
+        ``msgspec``'s typed JSON decoder where it supports the type; otherwise
+        pydantic's ``TypeAdapter.validate_json`` when pydantic is installed.
+        Bytes that do not fit the type raise ``SerializationError``.
+        """
+        return typed_json_decoder(tp)
+
+
+def _to_json(value: Any) -> Any:
+    """``json``'s ``default``: what the stdlib encoder cannot hold, as JSON builtins."""
+    if isinstance(value, (set, frozenset, bytes, bytearray, memoryview)):
+        raise TypeError(f"a {type(value).__name__} has no JSON form")
+    if isinstance(value, enum.Enum):
+        return value.value
+    dump = getattr(value, "model_dump", None)
+    if callable(dump) and isinstance(value, type) is False:  # a pydantic model
+        return dump(mode="json")
+    try:
+        return msgspec.to_builtins(value, enc_hook=_no_hook, str_keys=True)
+    except (TypeError, msgspec.EncodeError) as exc:
+        raise TypeError(f"{type(value).__name__} is not JSON-serializable") from exc
+
+
+def _no_hook(value: Any) -> Any:
+    dump = getattr(value, "model_dump", None)
+    if callable(dump) and not isinstance(value, type):
+        return dump(mode="json")
+    raise TypeError(f"{type(value).__name__} is not JSON-serializable")
+
+
+def _has_custom_type(tp: Any) -> bool:
+    """Whether ``tp`` names a type msgspec cannot decode itself (a pydantic model...)."""
+    try:
+        root = msgspec.inspect.type_info(tp)
+    except (TypeError, ValueError):
+        return True
+    seen: set[int] = set()
+    stack: list[Any] = [root]
+    while stack:
+        node = stack.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        if isinstance(node, msgspec.inspect.CustomType):
+            return True
+        if isinstance(node, (list, tuple)):
+            stack.extend(node)
+        elif isinstance(node, (msgspec.inspect.Type, msgspec.inspect.Field)):
+            stack.extend(getattr(node, name) for name in node.__struct_fields__)
+    return False
+
+
+def typed_json_decoder(tp: Any) -> Callable[[bytes], Any] | None:
+    """Decode JSON bytes into ``tp`` (see ``JsonSerializer.loads_as``); None if unsupported."""
+    try:
+        decoder: Any = None if _has_custom_type(tp) else msgspec.json.Decoder(tp)
+    except TypeError:
+        decoder = None
+    if decoder is not None:
+        decode = decoder.decode
+        errors: tuple[type[Exception], ...] = (msgspec.DecodeError,)
+
+        def loads(data: bytes) -> Any:
+            try:
+                return decode(data)
+            except errors as exc:
+                raise SerializationError(f"stored JSON does not fit {tp!r}: {exc}") from exc
+
+        return loads
+    try:
+        import pydantic
+    except ImportError:  # pragma: no cover - depends on the environment
+        return None
+    try:
+        adapter: Any = pydantic.TypeAdapter(tp)
+    except Exception:  # pydantic refuses the type (PydanticSchemaGenerationError and kin)
+        return None
+    validate = adapter.validate_json
+    invalid = pydantic.ValidationError
+
+    def loads_pydantic(data: bytes) -> Any:
+        try:
+            return validate(data)
+        except (invalid, ValueError) as exc:
+            raise SerializationError(f"stored JSON does not fit {tp!r}: {exc}") from exc
+
+    return loads_pydantic
 
 
 class MsgpackSerializer:

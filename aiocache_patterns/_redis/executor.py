@@ -75,6 +75,10 @@ T = TypeVar("T")
 _GET: Final = 0
 _COMMAND: Final = 1
 _SCRIPT: Final = 2
+#: Several GETs of one caller, answered together (``get_many``): one op, one future.
+_GETS: Final = 3
+#: The kinds that are read from MGETs (not counted as commands in a batch).
+_READS: Final = (_GET, _GETS)
 
 #: Round trips one executor keeps in flight at most (per client).
 DEFAULT_MAX_INFLIGHT: Final = 32
@@ -96,7 +100,7 @@ class _Op:
     """One command waiting in a batch. ``future`` is made only if it joins a batch;
     ``safe``: it may be resent after a lost reply (``_resend.py``)."""
 
-    __slots__ = ("args", "future", "key", "kind", "safe", "script", "timeout")
+    __slots__ = ("args", "future", "key", "keys", "kind", "safe", "script", "timeout")
 
     def __init__(
         self,
@@ -114,6 +118,7 @@ class _Op:
         self.future: asyncio.Future[Any] | None = None
         self.key = key
         self.script = script
+        self.keys: Sequence[bytes] = ()
 
 
 def _settle_op(op: _Op, result: Any) -> None:
@@ -246,9 +251,21 @@ class Executor:
         """GET every key in one round trip (per cluster node); the order of ``keys``."""
         if not keys:
             return []
-        self._lone_caller()
-        ops = [_Op(_GET, ("GET", k), timeout, True, key=k) for k in keys]
-        return await self._submit_many(ops)
+        if self._lone_caller() and not self.is_cluster:
+            # Nobody to batch with: one MGET sent at once, like a lone GET.
+            self.trips.mget += 1  # (counted as the MGET it is, not as a single command)
+            if TELEMETRY.metrics_on:
+                TELEMETRY.record_batch(len(keys), BATCH_KINDS["mget"])
+            replies: list[bytes | None] = await self._round_trip(
+                timeout, self._send(("MGET", *keys), None, True)
+            )
+            return replies
+        # One op for all the keys, merged into the batch's MGETs like single GETs.
+        op = _Op(_GETS, ("MGET", *keys), timeout, True)
+        op.keys = keys
+        joined = self._join(op)
+        values: list[bytes | None] = await (joined if joined is not None else self._submit(op))
+        return values
 
     async def command(self, *args: Any, timeout: float, resend_safe: bool | None = None) -> Any:
         """Any single-key (or keyless) command; bulk replies come back as bytes.
@@ -401,7 +418,7 @@ class Executor:
         assert self._loop is not None
         future = op.future = self._loop.create_future()
         batch.append(op)
-        self._open_commands += op.kind != _GET
+        self._open_commands += op.kind not in _READS
         if len(batch) >= self._max_batch or self._open_commands >= self._max_commands:
             self._open = None
         return future
@@ -414,9 +431,9 @@ class Executor:
             return await joined
         batch = [op]
         self._open = batch
-        self._open_commands = op.kind != _GET
+        self._open_commands = op.kind not in _READS
         await self._gather_tick(batch, [op])
-        if len(batch) == 1:
+        if len(batch) == 1 and (op.kind != _GETS or not self.is_cluster):
             send = self._send(op.args, op.script, op.safe)
             if op.kind != _GET:
                 return await self._round_trip(op.timeout, send)
@@ -452,14 +469,18 @@ class Executor:
             else:
                 self._spawn(batch)
         results: list[Any] = []
+        first: BaseException | None = None
         for op in ops:
             assert op.future is not None
             try:
                 results.append(await op.future)
             except (RedisCommandError, RedisUnavailable) as exc:
-                if not return_exceptions:
-                    raise
+                # Every future is awaited (they settle together), so none is left
+                # with an exception nobody retrieved; the first error is raised.
+                first = first or exc
                 results.append(exc)
+        if first is not None and not return_exceptions:
+            raise first
         return results
 
     async def _gather_tick(self, batch: list[_Op], mine: list[_Op]) -> None:
@@ -598,11 +619,17 @@ class Executor:
     async def _send_batch(self, batch: list[_Op]) -> None:
         gets: dict[bytes, list[_Op]] = {}
         others: list[_Op] = []
+        several: list[_Op] = []
         for op in batch:
             if op.kind == _GET:
                 gets.setdefault(op.key, []).append(op)
+            elif op.kind == _GETS:
+                several.append(op)
+                for key in op.keys:
+                    gets.setdefault(key, [])
             else:
                 others.append(op)
+        values: dict[bytes, Any] = {}
 
         get_groups = self._get_groups(list(gets))
         commands = [("MGET", *group) for group in get_groups]
@@ -625,10 +652,18 @@ class Executor:
                 for key in group:
                     for op in gets[key]:
                         _settle_op(op, _reply_error(reply))
+                    if several:
+                        values[key] = reply
                 continue
             for key, value in zip(group, reply, strict=True):
                 for op in gets[key]:
                     _settle_op(op, value)
+                if several:
+                    values[key] = value
+        for op in several:
+            found = [values[key] for key in op.keys]
+            failed = next((v for v in found if isinstance(v, BaseException)), None)
+            _settle_op(op, found if failed is None else _reply_error(failed))
 
         missing: list[_Op] = []
         for op, reply in zip(others, replies[len(get_groups) :], strict=True):

@@ -12,6 +12,7 @@ import asyncio
 import random
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
+from datetime import timedelta
 from types import TracebackType
 from typing import Any, Final, TypeVar
 
@@ -20,14 +21,17 @@ from .._redis.notify import notifier_for
 from .._telemetry import TELEMETRY
 from .._validate import Seconds, callable_arg, milliseconds, positive_int, seconds, seconds_or_none
 from ..errors import RedisOutOfMemory, RedisUnavailable
-from ..keys import DEFAULT_MAX_KEY_BYTES, KeyBuilder, KeyT
+from ..keys import DEFAULT_MAX_KEY_BYTES, KeyBuilder, KeyT, validate_namespace
 from ..serializers import JsonSerializer, Serializer
+from ._bulk import load_many
 from ._decorator import CachedFunction, P, R
 from ._entry import MISS, Codec, EntryIO
 from ._loading import Loader, await_result
 from ._near import NearCache, near_store_for
 from ._recompute import RecomputeLock
+from ._spec import Spec
 from ._stats import CacheStats, Counters, observe
+from ._tags import MAGIC_TAGGED, UNKNOWN, TagIndex
 
 __all__ = ["Cache", "CacheStats"]
 
@@ -124,6 +128,7 @@ class Cache:
             raise ValueError(f"beta must be finite and >= 0, got {beta!r}")
         callable_arg(clock, "clock")
         callable_arg(random, "random")
+        self._serializer = serializer
         codec = Codec(
             serializer,
             max_value_bytes=positive_int(max_value_bytes, "max_value_bytes"),
@@ -155,9 +160,14 @@ class Cache:
             if recompute_lock
             else None
         )
+        self._tags = TagIndex(executor, validate_namespace(namespace), timeout_s)
+        self._default_spec = Spec(self._ttl)
+        #: Recent calls' rules, by (ttl, tags, cache_if, loads): a Spec is immutable.
+        self._specs: dict[tuple[object, ...], Spec] = {}
         self._loader = Loader(
             self._io,
             lock,
+            tags=self._tags,
             lock_timeout=seconds(lock_timeout, "lock_timeout", allow_zero=True),
             beta=float(beta),
             refresh_after=seconds_or_none(refresh_after, "refresh_after"),
@@ -190,7 +200,11 @@ class Cache:
         else:
             rkey = self._keys.key(key)
             raw = await io.read(rkey, "get")
-        value = io.fresh_value(rkey, raw)
+        if raw is not None and raw.startswith(MAGIC_TAGGED):  # never a near copy
+            (stamp,) = await self._stamps([raw], "get")
+            value = io.fresh_value(rkey, raw, stamp)
+        else:
+            value = io.fresh_value(rkey, raw)
         return default if value is MISS else value
 
     async def get_many(self, keys: Iterable[KeyT]) -> dict[KeyT, Any]:
@@ -210,8 +224,9 @@ class Cache:
             self._io.redis_failed("get_many", exc)
             return {}
         found: dict[KeyT, Any] = {}
-        for rkey, raw in zip(rkeys, raws, strict=True):
-            value = self._io.fresh_value(rkey, raw)
+        stamps = await self._stamps(raws, "get_many")
+        for rkey, raw, stamp in zip(rkeys, raws, stamps, strict=True):
+            value = self._io.fresh_value(rkey, raw, stamp)
             if value is not MISS:
                 for key in wanted[rkey]:
                     found[key] = value
@@ -219,13 +234,28 @@ class Cache:
 
     # -- writing -------------------------------------------------------------
 
-    async def set(self, key: KeyT, value: Any, ttl: Seconds | None = None) -> None:
+    async def set(
+        self, key: KeyT, value: Any, ttl: Seconds | None = None, *, tags: Iterable[str] = ()
+    ) -> None:
         """Store ``value`` under ``key`` for ``ttl`` seconds (the cache's default if None).
 
+        ``tags``: ``invalidate_tags()`` of any of them makes the entry unreadable.
         If Redis refuses the value (full), the old one is deleted instead.
         """
         rkey = self._keys.key(key)
-        data, px = self._io.codec.encode(value, self._ttl_arg(ttl), 0.0, rkey)
+        tag_keys = self._tags.keys(tags)
+        ttl_s = self._ttl_arg(ttl)
+        data, px = self._io.codec.encode(value, ttl_s, 0.0, rkey)  # refuse bad values first
+        if tag_keys:
+            try:
+                stamp = await self._tags.ensure(tag_keys, px)
+            except RedisUnavailable as exc:
+                # Without versions, nothing can be stored; the old value must not stay.
+                self._loader.invalidate(rkey)
+                await self._io.drop([rkey], "set")
+                self._io.redis_failed("set", exc)
+                return
+            data, px = self._io.codec.encode(value, ttl_s, 0.0, rkey, stamp)
         self._loader.invalidate(rkey)
         await self._loader.settled([rkey])
         await self._io.replace(rkey, data, px, "set")
@@ -335,8 +365,36 @@ class Cache:
 
     # -- loading -------------------------------------------------------------
 
+    async def invalidate_tags(self, *tags: str) -> int:
+        """Make every entry stored with any of ``tags`` unreadable, in every process.
+
+        O(1) per tag, whatever the number of entries: each tag's version key is
+        deleted, and entries carry the versions they were written under. Once
+        this returns, no read returns a value stored with one of these tags
+        before the call. A load already running under one of them returns its
+        value to the callers already waiting on it and stores it unreadable; in
+        this process, callers from then on do not share it (in another process
+        they may, until it ends).
+        Returns how many of the tags had a version (had entries, or had had).
+        Redis errors raise [`RedisUnavailable`][aiocache_patterns.errors.RedisUnavailable]
+        even with ``fail_open``.
+        """
+        tag_keys = self._tags.keys(tags)
+        self._loader.invalidate_tagged(tag_keys)  # loads running here: not shared any more
+        try:
+            return await self._tags.invalidate(tag_keys)
+        except RedisUnavailable:
+            self._counters.errors += 1
+            raise
+
     async def get_or_load(
-        self, key: KeyT, loader: Callable[[], Awaitable[T]], ttl: Seconds | None = None
+        self,
+        key: KeyT,
+        loader: Callable[[], Awaitable[T]],
+        ttl: Seconds | Callable[[T], Seconds | None] | None = None,
+        *,
+        tags: Iterable[str] = (),
+        cache_if: Callable[[T], object] | None = None,
     ) -> T:
         """The cached value of ``key``; on a miss, ``await loader()``, cache it and return it.
 
@@ -348,14 +406,140 @@ class Cache:
         exception reaches every waiter and is never cached. A ``None`` from the
         loader is cached like any value. If Redis is down, the loader's value
         is served (fail-open) and the error counted.
+
+        ``ttl`` may be a callable of the loaded value returning seconds (``None``
+        or ``0``: do not store it). ``cache_if(value)``: a false answer returns
+        the value without storing it. ``tags``: ``invalidate_tags()`` of any of
+        them makes the entry unreadable (the entry and its tags are read in one
+        round trip).
         """
         callable_arg(loader, "loader")
-        return await self._loader.get_or_load(self._keys.key(key), loader, self._ttl_arg(ttl))
+        if ttl is None and cache_if is None and not tags:
+            spec = self._default_spec  # the common call, without building rules
+        else:
+            spec = self._spec(ttl, tags, cache_if)
+        return await self._loader.get_or_load(self._keys.key(key), loader, spec)
+
+    async def get_or_load_many(
+        self,
+        keys: Iterable[KeyT],
+        loader: Callable[[list[Any]], Awaitable[Mapping[Any, T]]],
+        ttl: Seconds | Callable[[T], Seconds | None] | None = None,
+        *,
+        tags: Iterable[str] = (),
+        cache_if: Callable[[T], object] | None = None,
+        cache_missing: bool = False,
+    ) -> dict[Any, T]:
+        """``{key: value}`` for ``keys``: the hits from one read, the misses from one
+        ``await loader(missing_keys)`` returning ``{key: value}``.
+
+        One round trip for the hits (one pipeline per node on a cluster, shared
+        with concurrent reads). Each missing key is loaded as ``get_or_load``
+        loads it: single-flight in this process (a concurrent ``get_or_load`` of
+        a key being bulk-loaded shares the bulk load, and the other way round)
+        and the recompute lock per key across processes (keys another process
+        is loading are waited for, not loaded twice). A key the loader does not
+        return is not cached and is left out of the result; with
+        ``cache_missing=True`` it is cached and returned as ``None``. The
+        loader gets the keys as given (the first of those naming the same
+        entry); its result is looked up with them. ``ttl``, ``tags`` and
+        ``cache_if`` as in ``get_or_load``. A loader error reaches the caller
+        (and every ``get_or_load`` sharing the load) and nothing is cached.
+        """
+        callable_arg(loader, "loader")
+        if isinstance(keys, (str, bytes)):
+            raise TypeError("keys must be an iterable of keys, not a single key")
+        if not isinstance(cache_missing, bool):
+            raise TypeError("cache_missing must be a bool")
+        return await load_many(
+            self._loader,
+            keys,
+            self._keys,
+            loader,
+            self._spec(ttl, tags, cache_if),
+            cache_missing=cache_missing,
+        )
+
+    async def _get_or_load_spec(
+        self, key: KeyT, loader: Callable[[], Awaitable[T]], spec: Spec
+    ) -> T:
+        """``get_or_load`` with rules made by ``_spec`` (the decorator's way in)."""
+        return await self._loader.get_or_load(self._keys.key(key), loader, spec)
+
+    def _spec(
+        self,
+        ttl: object,
+        tags: Iterable[object] = (),
+        cache_if: Callable[[Any], object] | None = None,
+        loads: Callable[[bytes], Any] | None = None,
+    ) -> Spec:
+        """The rules of one call, checked (``TypeError``/``ValueError`` naming the argument)."""
+        if ttl is None and not tags and cache_if is None and loads is None:
+            return self._default_spec  # the common call, kept cheap
+        memo_key = (ttl, tags, cache_if, loads) if type(tags) is tuple else None
+        if memo_key is not None:
+            try:
+                known = self._specs.get(memo_key)
+            except TypeError:  # something unhashable: checked below
+                memo_key = known = None
+            if known is not None:
+                return known
+        spec = self._new_spec(ttl, tags, cache_if, loads)
+        if memo_key is not None:
+            if len(self._specs) >= 4096:
+                self._specs.clear()
+            self._specs[memo_key] = spec
+        return spec
+
+    def _new_spec(
+        self,
+        ttl: object,
+        tags: Iterable[object],
+        cache_if: Callable[[Any], object] | None,
+        loads: Callable[[bytes], Any] | None,
+    ) -> Spec:
+        if cache_if is not None:
+            callable_arg(cache_if, "cache_if")
+        tag_keys = self._tags.keys(tags) if tags else ()
+        if callable(ttl) and not isinstance(ttl, timedelta):
+            return Spec(self._ttl, ttl_of=ttl, cache_if=cache_if, tag_keys=tag_keys, loads=loads)
+        if ttl is None and cache_if is None and not tag_keys and loads is None:
+            return self._default_spec
+        ttl_s = self._ttl if ttl is None else _ttl_seconds(ttl)
+        return Spec(ttl_s, cache_if=cache_if, tag_keys=tag_keys, loads=loads)
+
+    def _typed_loads(self, tp: Any) -> Callable[[bytes], Any] | None:
+        """A decoder of stored payloads into ``tp``; None for ``Any`` or if the
+        serializer has no typed decoding (``loads_as``)."""
+        if tp is Any or tp is None or self._io.codec.bound:
+            return None
+        loads_as = getattr(self._serializer, "loads_as", None)
+        return loads_as(tp) if callable(loads_as) else None
+
+    async def _stamps(self, raws: list[bytes | None], operation: str) -> list[bytes | None]:
+        """The current stamps of tagged entries read without tags (fail-open: unknown)."""
+        if not any(raw is not None and raw.startswith(MAGIC_TAGGED) for raw in raws):
+            return [None] * len(raws)
+        try:
+            return await self._tags.stamps_of(raws)
+        except RedisUnavailable as exc:
+            self._io.redis_failed(operation, exc)
+            return [
+                UNKNOWN if raw is not None and raw.startswith(MAGIC_TAGGED) else None
+                for raw in raws
+            ]
 
     # -- decorator -------------------------------------------------------------
 
     def cached(
-        self, ttl: Seconds | None = None, key: str | None = None, *, shared: bool = False
+        self,
+        ttl: Seconds | Callable[[Any], Seconds | None] | None = None,
+        key: str | None = None,
+        *,
+        shared: bool = False,
+        tags: Iterable[str] = (),
+        cache_if: Callable[[Any], object] | None = None,
+        typed: bool = True,
     ) -> Callable[[Callable[P, Awaitable[R]]], CachedFunction[P, R]]:
         """Cache an async function's results, keyed by its arguments.
 
@@ -371,13 +555,26 @@ class Cache:
         template alone, as written: shared with every other function and direct
         call (``cache.get("post:1")``) that names it.
 
+        ``tags`` are templates like ``key`` (``"user:{author_id}"``, ``"posts"``):
+        ``cache.invalidate_tags(...)`` of any of them drops the entry.
+        ``cache_if(result)`` and a callable ``ttl`` work as in ``get_or_load``.
+
+        ``typed``: on a hit, the value is decoded to the function's return
+        annotation (``-> Post`` gives a ``Post``, ``-> list[Post]`` a list of
+        them; pydantic models, dataclasses, ``datetime``, ``UUID``, ``Decimal``,
+        ``Enum``...) when the serializer can (``JsonSerializer.loads_as``); a
+        stored value that does not fit the type is a miss.
+
         The wrapper keeps the function's signature and has
-        ``await fn.invalidate(*args, **kwargs)`` and ``fn.key_for(*args, **kwargs)``.
+        ``await fn.invalidate(*args, **kwargs)``, ``fn.key_for(*args, **kwargs)``
+        and ``fn.tags_for(*args, **kwargs)``.
         """
-        ttl_s = None if ttl is None else self._ttl_arg(ttl)
+        self._spec(ttl, (), cache_if)  # bad ttl or cache_if: refused here, not at the call
 
         def decorate(fn: Callable[P, Awaitable[R]]) -> CachedFunction[P, R]:
-            return CachedFunction(self, fn, ttl_s, key, shared)
+            return CachedFunction(
+                self, fn, ttl, key, shared, tags=tags, cache_if=cache_if, typed=typed
+            )
 
         return decorate
 
@@ -416,7 +613,17 @@ class Cache:
 #: The operations that make a span when tracing is on (method: span name).
 _SPANS: Final = {
     name: f"cache.{name}"
-    for name in ("get", "get_many", "set", "set_many", "delete", "write_through", "get_or_load")
+    for name in (
+        "get",
+        "get_many",
+        "set",
+        "set_many",
+        "delete",
+        "write_through",
+        "get_or_load",
+        "get_or_load_many",
+        "invalidate_tags",
+    )
 }
 
 

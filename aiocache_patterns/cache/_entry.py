@@ -34,10 +34,12 @@ from typing import TYPE_CHECKING, Any, Final, NamedTuple
 from .._validate import milliseconds
 from ..errors import RedisOutOfMemory, RedisUnavailable, SerializationError
 from ..serializers import BoundSerializer, Serializer
+from ._tags import MAGIC_TAGGED, UNKNOWN, section_end
 
 if TYPE_CHECKING:
     from .._redis.executor import Executor
     from ._near import NearStore
+    from ._spec import Spec
     from ._stats import Counters
 
 __all__ = ["HEADER_SIZE", "MAGIC", "MISS", "Codec", "Entry", "EntryIO", "EnvelopeError", "pack"]
@@ -56,6 +58,10 @@ _TIMES: Final = struct.Struct(">ddd")
 
 class EnvelopeError(ValueError):
     """The stored bytes are not an envelope this version can read."""
+
+
+class TagMismatch(EnvelopeError):
+    """The entry's tags, or their versions, are not the reader's: it was invalidated."""
 
 
 def pack(payload: bytes, *, created: float, delta: float, fresh_until: float) -> bytes:
@@ -125,11 +131,17 @@ class Codec:
         self._grace = grace
         self._clock = clock
 
-    def encode(self, value: Any, ttl: float, delta: float, rkey: bytes) -> tuple[bytes, int]:
+    def encode(
+        self, value: Any, ttl: float, delta: float, rkey: bytes, stamp: bytes | None = None
+    ) -> tuple[bytes, int]:
         """``(envelope, PX milliseconds)`` for the entry under ``rkey``; refuses what
-        the serializer cannot hold, and values over ``max_value_bytes``."""
+        the serializer cannot hold, and values over ``max_value_bytes``.
+
+        ``stamp``: the tag versions the entry is written under (``_tags``)."""
         now = self._clock()
         header = pack_header(created=now, delta=delta, fresh_until=now + ttl)
+        if stamp is not None:
+            header = MAGIC_TAGGED + header[2:] + stamp
         bound = self._bound
         if bound is None:
             payload = self._serializer.dumps(value)
@@ -143,18 +155,39 @@ class Codec:
             )
         return header + payload, milliseconds(ttl + self._grace, "ttl")
 
-    def value_if_fresh(self, raw: bytes, now: float, rkey: bytes) -> Any:
+    @property
+    def bound(self) -> bool:
+        """Whether payloads are bound to their context (signed pickle): no typed decoding."""
+        return self._bound is not None
+
+    def px(self, ttl: float) -> int:
+        """The PX milliseconds of an entry fresh for ``ttl`` seconds (grace included)."""
+        return milliseconds(ttl + self._grace, "ttl")
+
+    def value_if_fresh(
+        self,
+        raw: bytes,
+        now: float,
+        rkey: bytes,
+        stamp: bytes | None = None,
+        loads: Callable[[bytes], Any] | None = None,
+    ) -> Any:
         """The value if ``raw`` holds a fresh entry, else ``MISS``: the hit path,
-        decoding only what it needs. Raises one of ``UndecodableEntry``."""
-        if len(raw) < HEADER_SIZE or not raw.startswith(MAGIC):
+        decoding only what it needs. Raises one of ``UndecodableEntry``
+        (``TagMismatch`` if its tags are not ``stamp``'s versions).
+
+        ``stamp``: the reader's tag versions (``None``: the reader has no tags);
+        ``loads``: a typed decoder to use instead of the serializer's."""
+        if len(raw) < HEADER_SIZE:
             raise EnvelopeError("not a cache envelope")
-        if len(raw) - HEADER_SIZE > self._max:
+        start = HEADER_SIZE if stamp is None and raw.startswith(MAGIC) else self._start(raw, stamp)
+        if len(raw) - start > self._max:
             raise self._too_big(raw)
         if _FRESH_UNTIL.unpack_from(raw, _FRESH_UNTIL_AT)[0] <= now:
             return MISS
         if self._bound is not None:
-            return self._bound.loads_bound(raw[HEADER_SIZE:], _context(rkey, raw[:HEADER_SIZE]))
-        return self._serializer.loads(raw[HEADER_SIZE:])
+            return self._bound.loads_bound(raw[start:], _context(rkey, raw[:start]))
+        return (loads or self._serializer.loads)(raw[start:])
 
     def payload_value(self, raw: bytes, rkey: bytes) -> Any:
         """The value of an envelope already known to be fresh and within the size limit
@@ -163,16 +196,46 @@ class Codec:
             return self._bound.loads_bound(raw[HEADER_SIZE:], _context(rkey, raw[:HEADER_SIZE]))
         return self._serializer.loads(raw[HEADER_SIZE:])
 
-    def decode(self, raw: bytes, rkey: bytes) -> Entry:
-        """Raise one of ``UndecodableEntry`` if ``raw`` is not an entry we can read."""
-        created, delta, fresh_until = unpack_header(raw)
-        if len(raw) - HEADER_SIZE > self._max:
+    def decode(
+        self,
+        raw: bytes,
+        rkey: bytes,
+        stamp: bytes | None = None,
+        loads: Callable[[bytes], Any] | None = None,
+    ) -> Entry:
+        """Raise one of ``UndecodableEntry`` if ``raw`` is not an entry we can read
+        (``TagMismatch`` if its tags are not ``stamp``'s versions)."""
+        if len(raw) < HEADER_SIZE:
+            raise EnvelopeError("not a cache envelope")
+        if stamp is None and raw.startswith(MAGIC):
+            start = HEADER_SIZE  # untagged, read without tags: the common case
+        else:
+            start = self._start(raw, stamp)
+        created, delta, fresh_until = _TIMES.unpack_from(raw, 2)
+        if len(raw) - start > self._max:
             raise self._too_big(raw)
         if self._bound is not None:
-            value = self._bound.loads_bound(raw[HEADER_SIZE:], _context(rkey, raw[:HEADER_SIZE]))
+            value = self._bound.loads_bound(raw[start:], _context(rkey, raw[:start]))
         else:
-            value = self._serializer.loads(raw[HEADER_SIZE:])
+            value = (loads or self._serializer.loads)(raw[start:])
         return Entry(value, created, delta, fresh_until)
+
+    @staticmethod
+    def _start(raw: bytes, stamp: bytes | None) -> int:
+        """Where the payload starts, if the entry's tags are the reader's (``stamp``)."""
+        if raw.startswith(MAGIC):
+            if stamp is None:
+                return HEADER_SIZE
+            raise TagMismatch("an untagged entry, read with tags")
+        if not raw.startswith(MAGIC_TAGGED):
+            raise EnvelopeError("not a cache envelope (foreign or from another version)")
+        if stamp is None or stamp is UNKNOWN or not raw.startswith(stamp, HEADER_SIZE):
+            try:
+                section_end(raw, HEADER_SIZE)
+            except (ValueError, struct.error):
+                raise EnvelopeError("a tagged envelope with a broken tag section") from None
+            raise TagMismatch("a tag of the entry was invalidated")
+        return HEADER_SIZE + len(stamp)
 
     def _too_big(self, raw: bytes) -> EnvelopeError:
         return EnvelopeError(
@@ -350,23 +413,52 @@ class EntryIO:
                 failed[0],
             )
 
-    def decode(self, rkey: bytes, raw: bytes | None, *, count: bool = True) -> Entry | None:
-        """The entry in ``raw``; None if absent or undecodable (counted and logged once)."""
+    def decode(
+        self, rkey: bytes, raw: bytes | None, *, count: bool = True, spec: Spec | None = None
+    ) -> Entry | None:
+        """The entry in ``raw``; None if absent, invalidated by a tag (``spec.stamp``),
+        or undecodable (counted and logged once)."""
+        if spec is None:
+            return self.decode_as(rkey, raw, count=count)
+        return self.decode_as(rkey, raw, spec.stamp, spec.loads, count=count)
+
+    def decode_as(
+        self,
+        rkey: bytes,
+        raw: bytes | None,
+        stamp: bytes | None = None,
+        loads: Callable[[bytes], Any] | None = None,
+        *,
+        count: bool = True,
+    ) -> Entry | None:
+        """``decode()`` with the reader's tag versions and decoder given one by one."""
         if raw is None:
             return None
         try:
-            return self.codec.decode(raw, rkey)
+            return self.codec.decode(raw, rkey, stamp, loads)
+        except TagMismatch:
+            return None
         except UndecodableEntry as exc:
             if count:
                 self.counters.decode_errors += 1
                 self._warn_undecodable(rkey, exc)
             return None
 
-    def fresh_value(self, rkey: bytes, raw: bytes | None) -> Any:
-        """The value if ``raw`` is a fresh entry, else ``MISS``; counts a hit or a miss."""
+    def fresh_value(
+        self,
+        rkey: bytes,
+        raw: bytes | None,
+        stamp: bytes | None = None,
+        loads: Callable[[bytes], Any] | None = None,
+    ) -> Any:
+        """The value if ``raw`` is a fresh entry, else ``MISS``; counts a hit or a miss.
+
+        ``stamp``: the reader's tag versions (an entry whose tags differ is a miss)."""
         if raw is not None:
             try:
-                value = self.codec.value_if_fresh(raw, self._clock(), rkey)
+                value = self.codec.value_if_fresh(raw, self._clock(), rkey, stamp, loads)
+            except TagMismatch:
+                pass
             except UndecodableEntry as exc:
                 self.counters.decode_errors += 1
                 self._warn_undecodable(rkey, exc)

@@ -34,6 +34,8 @@ from ..errors import CircuitOpen, RedisOutOfMemory, RedisUnavailable
 from ..singleflight import SingleFlight
 from ._entry import MISS, Entry, EntryIO
 from ._recompute import RecomputeLock, new_token, xfetch_due
+from ._spec import ABSENT, NO_STORE, Spec
+from ._tags import MAGIC_TAGGED, UNKNOWN, TagIndex
 
 __all__ = ["Loader", "await_result"]
 
@@ -54,8 +56,11 @@ class Loader:
         beta: float,
         refresh_after: float | None,
         random: Callable[[], float],
+        tags: TagIndex | None = None,
     ) -> None:
         self._io = io
+        self.io = io
+        self.tags = tags
         self._counters = io.counters
         self._lock = lock
         self._lock_timeout = lock_timeout
@@ -66,6 +71,8 @@ class Loader:
         #: ``self._fill``, bound once rather than once per missing caller.
         self._bound_fill = self._fill
         self._load_tokens: dict[bytes, object] = {}
+        #: Loads running under each tag's version key: ``{version key: {rkey: count}}``.
+        self._tagged_loads: dict[bytes, dict[bytes, int]] = {}
         self._refreshing: set[bytes] = set()
         #: Background refreshes (cancelled on close) and lock releases (awaited on close).
         self.tasks: set[asyncio.Task[Any]] = set()
@@ -79,14 +86,16 @@ class Loader:
         #: Attributes of ``aiocache_patterns.cache.load.duration``, by outcome (set by Cache).
         self.load_attributes: dict[str, dict[str, str]] = {}
 
-    async def get_or_load(self, rkey: bytes, loader: Callable[[], Awaitable[T]], ttl: float) -> T:
+    async def get_or_load(self, rkey: bytes, loader: Callable[[], Awaitable[T]], spec: Spec) -> T:
+        if spec.tag_keys:
+            return await self._get_or_load_tagged(rkey, loader, spec)
         near = self._io.near
         if near is not None and near.active and (raw := near.lookup(rkey)) is not None:
-            return await self._after_read(rkey, loader, ttl, raw)  # the near cache's hit
+            return await self._after_read(rkey, loader, spec, raw)  # the near cache's hit
         reads = self._reads
         joiners = reads.get(rkey)
         if joiners is not None:  # a caller of this process is reading this key: share it
-            return await self._join_read(joiners, rkey, loader, ttl)
+            return await self._join_read(joiners, rkey, loader, spec)
         reads[rkey] = joiners = []
         try:
             raw = await self._io.fetch_remote(rkey)
@@ -101,34 +110,49 @@ class Loader:
         if reads.get(rkey) is joiners:
             del reads[rkey]  # later callers read for themselves
         if not joiners:
-            return await self._after_read(rkey, loader, ttl, raw)
+            return await self._after_read(rkey, loader, spec, raw)
         if raw is not None:  # each of them decodes a value of its own
             _settle_joiners(reads, rkey, joiners, (_RAW, raw))
-            return await self._after_read(rkey, loader, ttl, raw)
+            return await self._after_read(rkey, loader, spec, raw)
         # A miss that callers of this process share: they get the load's outcome
         # directly, one wake-up each. The load runs in a task of its own, so cancelling
         # this caller does not cancel what the others wait for.
         self._counters.misses += len(joiners)  # their misses, counted now like ours
-        task = asyncio.ensure_future(self._after_read(rkey, loader, ttl, raw))
+        task = asyncio.ensure_future(self._after_read(rkey, loader, spec, raw))
         task.add_done_callback(functools.partial(_settle_from_load, joiners))
         return await asyncio.shield(task)
+
+    async def _get_or_load_tagged(
+        self, rkey: bytes, loader: Callable[[], Awaitable[T]], spec: Spec
+    ) -> T:
+        """``get_or_load`` of a caller with tags: the entry and its tags' versions in one
+        round trip (never a near copy: tagged entries are not kept near)."""
+        assert self.tags is not None
+        try:
+            raws = await self.tags.read(rkey, spec.tag_keys)
+        except RedisUnavailable as exc:
+            self._io.redis_failed("get_or_load", exc)
+            self._counters.misses += 1
+            return await self._flights.do(rkey, self._call, loader)
+        stamp = self.tags.stamp(spec.tag_keys, raws[1:]) or UNKNOWN
+        return await self._after_read(rkey, loader, spec, raws[0], stamp)
 
     async def _join_read(
         self,
         joiners: list[asyncio.Future[Any]],
         rkey: bytes,
         loader: Callable[[], Awaitable[T]],
-        ttl: float,
+        spec: Spec,
     ) -> T:
         """Wait for another caller's read of ``rkey`` (and its load, on a miss)."""
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         joiners.append(future)
         outcome = await future
         if outcome is _RETRY:  # the reader was cancelled, or Redis failed it
-            return await self.get_or_load(rkey, loader, ttl)
+            return await self.get_or_load(rkey, loader, spec)
         kind, payload = outcome
         if kind is _RAW:  # decoded for this caller: a value of its own
-            return await self._after_read(rkey, loader, ttl, payload)
+            return await self._after_read(rkey, loader, spec, payload)
         if kind is _DOWN:  # Redis failed the read: fail open, sharing the one load
             self._io.redis_failed("get_or_load", payload)
             self._counters.misses += 1
@@ -139,20 +163,35 @@ class Loader:
         return payload  # type: ignore[no-any-return]
 
     async def _after_read(
-        self, rkey: bytes, loader: Callable[[], Awaitable[T]], ttl: float, raw: bytes | None
+        self,
+        rkey: bytes,
+        loader: Callable[[], Awaitable[T]],
+        spec: Spec,
+        raw: bytes | None,
+        stamp: bytes | None = None,
     ) -> T:
-        entry = self._io.decode(rkey, raw)
+        # ``stamp``: the tag versions to read the entry under (a load makes sure of its
+        # own: ``_stamped``). A tagged entry read by a caller without tags: its own
+        # tags' current versions, a second round trip.
+        if stamp is None and raw is not None and raw.startswith(MAGIC_TAGGED):
+            try:
+                stamp = await self._tagged_read(raw)
+            except RedisUnavailable as exc:
+                self._io.redis_failed("get_or_load", exc)
+                self._counters.misses += 1
+                return await self._flights.do(rkey, self._call, loader)
+        entry = self._io.decode_as(rkey, raw, stamp, spec.loads)
         if entry is not None:
             now = self._io.now()
             if now < entry.fresh_until:
                 self._counters.hits += 1
                 if self._refresh_due(now, entry) and not self._flights.in_flight(rkey):
                     if self._refresh_after is not None:
-                        self._refresh_in_background(rkey, loader, ttl, entry)
+                        self._refresh_in_background(rkey, loader, spec, entry)
                     else:
                         self._counters.early_recomputes += 1
                         return await self._flights.do(
-                            rkey, self._recompute, rkey, loader, ttl, entry
+                            rkey, self._recompute, rkey, loader, spec, entry
                         )
                 return entry.value  # type: ignore[no-any-return]
             # Stale, within the grace: one caller refreshes, the others get it as it is.
@@ -160,15 +199,75 @@ class Loader:
             if self._flights.in_flight(rkey):
                 self._counters.stale_served += 1
                 return entry.value  # type: ignore[no-any-return]
-            return await self._flights.do(rkey, self._recompute, rkey, loader, ttl, entry)
+            return await self._flights.do(rkey, self._recompute, rkey, loader, spec, entry)
         self._counters.misses += 1
         # (No lambdas in this method: a variable a closure captures becomes a cell,
         # allocated on every call, hits included.)
         value: T
-        value, shared = await self._flights.do_shared(rkey, self._bound_fill, rkey, loader, ttl)
+        value, shared = await self._flights.do_shared(rkey, self._bound_fill, rkey, loader, spec)
         if shared:
             self._counters.coalesced += 1
         return value
+
+    async def _tagged_read(self, raw: bytes) -> bytes | None:
+        """A tagged entry read by a caller without tags: the stamp of its own tags'
+        current versions (a second round trip)."""
+        assert self.tags is not None
+        (stamp,) = await self.tags.stamps_of([raw])
+        return stamp
+
+    async def _stamped(self, spec: Spec) -> Spec | None:
+        """Before a load with tags: the versions to write under, made where missing,
+        their keys kept alive as long as the entry. None if Redis failed (fail-open:
+        load, serve, store nothing)."""
+        if not spec.tag_keys or spec.ensured:
+            return spec
+        assert self.tags is not None
+        try:
+            px = self._io.codec.px(spec.ttl)
+            stamp = await self.tags.ensure(spec.tag_keys, px)
+        except RedisUnavailable as exc:
+            self._io.redis_failed("get_or_load", exc)
+            return None
+        return spec.with_stamp(UNKNOWN if stamp is None else stamp, ensured=True)
+
+    async def stamped(self, spec: Spec) -> Spec | None:
+        """``spec`` with the versions to write under (once for many keys); None if
+        Redis failed."""
+        return await self._stamped(spec)
+
+    def in_flight(self, rkey: bytes) -> bool:
+        """Whether a load of ``rkey`` is running in this process."""
+        return self._flights.in_flight(rkey)
+
+    async def fill(self, rkey: bytes, loader: Callable[[], Awaitable[Any]], spec: Spec) -> Any:
+        """A miss found by someone else's read (``get_or_load_many``): the rest of
+        ``get_or_load``'s way, sharing a load of ``rkey`` already running here.
+        ``ABSENT`` from ``loader`` is not stored, and comes back as None."""
+        value, shared = await self._flights.do_shared(rkey, self._fill_found, rkey, loader, spec)
+        if shared:
+            self._counters.coalesced += 1
+        return value
+
+    async def _fill_found(
+        self, rkey: bytes, loader: Callable[[], Awaitable[Any]], spec: Spec
+    ) -> Any:
+        value = await self._fill(rkey, loader, spec)
+        return None if value is ABSENT else value
+
+    def _encode(
+        self, rkey: bytes, value: Any, delta: float, spec: Spec
+    ) -> tuple[bytes, int] | None:
+        """The entry to store for ``value``; None if it must not be stored (``cache_if``,
+        a ``ttl`` callable saying so, or tags whose versions could not be had)."""
+        ttl = spec.ttl_for(value)
+        if ttl == NO_STORE or spec.stamp is UNKNOWN:
+            return None
+        data, px = self._io.codec.encode(value, ttl, delta, rkey, spec.stamp)
+        if spec.tag_keys and ttl > spec.ttl and self.tags is not None:
+            # Longer than the versions were kept for: keep them as long as the entry.
+            self.spawn(self.tags.ensure(spec.tag_keys, px, make=False))
+        return data, px
 
     def invalidate(self, rkey: bytes) -> None:
         """Loads of ``rkey`` running now must not write their (older) value (nor may
@@ -211,19 +310,22 @@ class Loader:
             return False
         return xfetch_due(now, entry.delta, entry.fresh_until, self._beta, 1.0 - self._random())
 
-    async def _fill(self, rkey: bytes, loader: Callable[[], Awaitable[T]], ttl: float) -> T:
+    async def _fill(self, rkey: bytes, loader: Callable[[], Awaitable[T]], spec: Spec) -> T:
         """A miss, for this process: load, or wait for the process that is loading."""
-        load_token = self._begin_load(rkey)  # from here on, an invalidation wins over us
+        load_token = self._begin_load(rkey, spec.tag_keys)  # an invalidation wins from here
         try:
-            return await self._fill_or_wait(rkey, loader, ttl, load_token)
+            stamped = await self._stamped(spec)
+            if stamped is None:
+                return await self._call(loader)
+            return await self._fill_or_wait(rkey, loader, stamped, load_token)
         finally:
-            self._end_load(rkey, load_token)
+            self._end_load(rkey, load_token, spec.tag_keys)
 
     async def _fill_or_wait(
-        self, rkey: bytes, loader: Callable[[], Awaitable[T]], ttl: float, load_token: object
+        self, rkey: bytes, loader: Callable[[], Awaitable[T]], spec: Spec, load_token: object
     ) -> T:
         if self._lock is None:
-            return await self._load(rkey, loader, ttl, load_token)
+            return await self._load(rkey, loader, spec, load_token)
         token = new_token()
         try:
             acquired, raw, pttl = await self._acquire(rkey, token)
@@ -234,26 +336,26 @@ class Loader:
         if not acquired:
             self._counters.waited += 1
             try:
-                acquired, raw, value = await self._wait(rkey, token, raw, pttl)
+                acquired, raw, value = await self._wait(rkey, token, raw, pttl, spec)
             except RedisUnavailable as exc:
                 self._io.redis_failed("get_or_load", exc)
         if value is not MISS:
             return value  # type: ignore[no-any-return]
-        current = self._io.decode(rkey, raw, count=False)
+        current = self._io.decode(rkey, raw, count=False, spec=spec)
         if acquired:  # our turn: first, or the loader died or gave up
             if current is not None and current.fresh_until > self._io.now():
                 # Somebody stored it since our GET: no load (and no lock) needed.
                 await self._finish(rkey, token, None, 0)
                 return current.value  # type: ignore[no-any-return]
-            return await self._load_locked(rkey, token, loader, ttl, current, load_token)
+            return await self._load_locked(rkey, token, loader, spec, current, load_token)
         # Waited long enough (nginx's proxy_cache_lock_timeout): stale if any, else load.
         if current is not None:
             self._counters.stale_served += 1
             return current.value  # type: ignore[no-any-return]
-        return await self._load(rkey, loader, ttl, load_token)
+        return await self._load(rkey, loader, spec, load_token)
 
     async def _wait(
-        self, rkey: bytes, token: bytes, raw: bytes | None, pttl: int
+        self, rkey: bytes, token: bytes, raw: bytes | None, pttl: int, spec: Spec
     ) -> tuple[bool, bytes | None, Any]:
         """Wait for another process's load: ``(lock taken, entry seen last, value or MISS)``.
 
@@ -263,7 +365,7 @@ class Loader:
         """
         lock = self._lock
         assert lock is not None
-        current = self._io.decode(rkey, raw, count=False)
+        current = self._io.decode(rkey, raw, count=False, spec=spec)
         if current is not None and current.fresh_until > self._io.now():
             return False, raw, current.value
         deadline = time.monotonic() + self._lock_timeout
@@ -274,7 +376,7 @@ class Loader:
                 acquired, raw, pttl = await self._acquire(rkey, token)
                 if acquired:
                     return True, raw, MISS
-                current = self._io.decode(rkey, raw, count=False)
+                current = self._io.decode(rkey, raw, count=False, spec=spec)
                 if current is not None and current.fresh_until > self._io.now():
                     return False, raw, current.value
                 left = deadline - time.monotonic()
@@ -282,46 +384,52 @@ class Loader:
                     return False, raw, MISS
                 if await inbox.wait(lock.wait_time(pttl, left)) is not None:
                     # The entry was written (or its loader gave up): look.
-                    value = self._io.fresh_value(rkey, await self._io.read(rkey, "get_or_load"))
+                    raw_now = await self._io.read(rkey, "get_or_load")
+                    value = self._io.fresh_value(rkey, raw_now, spec.stamp, spec.loads)
                     if value is not MISS:
                         return False, raw, value
 
     async def _recompute(
-        self, rkey: bytes, loader: Callable[[], Awaitable[T]], ttl: float, entry: Entry
+        self, rkey: bytes, loader: Callable[[], Awaitable[T]], spec: Spec, entry: Entry
     ) -> T:
         """Refresh an entry that exists (fresh or stale); never waits for another process."""
-        load_token = self._begin_load(rkey)
+        load_token = self._begin_load(rkey, spec.tag_keys)
+        tag_keys = spec.tag_keys
         try:
+            stamped = await self._stamped(spec)
+            if stamped is None:
+                return await self._call(loader)
+            spec = stamped
             if self._lock is None:
-                return await self._load(rkey, loader, ttl, load_token, fallback=entry)
+                return await self._load(rkey, loader, spec, load_token, fallback=entry)
             token = new_token()
             try:
                 acquired, raw, _ = await self._acquire(rkey, token)
             except RedisUnavailable as exc:
                 self._io.redis_failed("get_or_load", exc)
                 return await self._call(loader)
-            current = self._io.decode(rkey, raw, count=False) or entry
+            current = self._io.decode(rkey, raw, count=False, spec=spec) or entry
             if acquired and not (
                 current.created > entry.created and current.fresh_until > self._io.now()
             ):
-                return await self._load_locked(rkey, token, loader, ttl, entry, load_token)
+                return await self._load_locked(rkey, token, loader, spec, entry, load_token)
             if acquired:  # somebody refreshed it since our GET: nothing to do
                 await self._finish(rkey, token, None, 0)
             elif current.fresh_until <= self._io.now():
                 self._counters.stale_served += 1  # another process is refreshing it
             return current.value  # type: ignore[no-any-return]
         finally:
-            self._end_load(rkey, load_token)
+            self._end_load(rkey, load_token, tag_keys)
 
     def _refresh_in_background(
-        self, rkey: bytes, loader: Callable[[], Awaitable[Any]], ttl: float, entry: Entry
+        self, rkey: bytes, loader: Callable[[], Awaitable[Any]], spec: Spec, entry: Entry
     ) -> None:
         if self._closed or rkey in self._refreshing:
             return
         self._refreshing.add(rkey)
         self._counters.refreshes += 1
         task = asyncio.get_running_loop().create_task(
-            self._flights.do(rkey, self._recompute, rkey, loader, ttl, entry)
+            self._flights.do(rkey, self._recompute, rkey, loader, spec, entry)
         )
         self.tasks.add(task)
 
@@ -340,7 +448,7 @@ class Loader:
         rkey: bytes,
         token: bytes,
         loader: Callable[[], Awaitable[T]],
-        ttl: float,
+        spec: Spec,
         fallback: Entry | None,
         load_token: object,
     ) -> T:
@@ -355,19 +463,22 @@ class Loader:
                 return self._serve_fallback(rkey, fallback, exc)  # type: ignore[no-any-return]
             raise
         try:
-            data, px = self._io.codec.encode(value, ttl, delta, rkey)
+            stored = self._encode(rkey, value, delta, spec)
         except BaseException as exc:  # a value the serializer (or the size limit) refuses
             await self._give_back(rkey, token, exc)
             raise
         still_valid = self._load_tokens.get(rkey) is load_token  # no invalidation since
-        await self._finish(rkey, token, data if still_valid else None, px)
+        if stored is None or not still_valid:
+            await self._finish(rkey, token, None, 0)
+        else:
+            await self._finish(rkey, token, *stored)
         return value
 
     async def _load(
         self,
         rkey: bytes,
         loader: Callable[[], Awaitable[T]],
-        ttl: float,
+        spec: Spec,
         load_token: object,
         fallback: Entry | None = None,
     ) -> T:
@@ -378,9 +489,9 @@ class Loader:
             if fallback is not None:
                 return self._serve_fallback(rkey, fallback, exc)  # type: ignore[no-any-return]
             raise
-        data, px = self._io.codec.encode(value, ttl, delta, rkey)
-        if self._load_tokens.get(rkey) is load_token:  # not invalidated while loading
-            store = self.spawn(self._io.write(rkey, data, px, "store"), rkey)
+        stored = self._encode(rkey, value, delta, spec)
+        if stored is not None and self._load_tokens.get(rkey) is load_token:  # not invalidated
+            store = self.spawn(self._io.write(rkey, *stored, "store"), rkey)
             try:
                 await asyncio.shield(store)
             finally:
@@ -420,14 +531,32 @@ class Loader:
     async def _acquire(self, rkey: bytes, token: bytes) -> tuple[bool, bytes | None, int]:
         """Try the recompute lock; if the answer is lost, give back what we may have got."""
         assert self._lock is not None
+        attempt = asyncio.ensure_future(self._lock.try_acquire(rkey, token))
         try:
-            return await self._lock.try_acquire(rkey, token)
+            return await asyncio.shield(attempt)
         except (RedisOutOfMemory, CircuitOpen):
             raise  # refused, or never sent: nothing was taken
-        except (asyncio.CancelledError, RedisUnavailable):
+        except RedisUnavailable:
             # The script may have run (the lock is ours) with its reply lost to us.
             self.spawn(self._lock.store(rkey, token, None, 0))
             raise
+        except asyncio.CancelledError:
+            # The script may still be on its way: give the lock back once it has been
+            # answered, so the give-back can never reach Redis before it (another
+            # batch, another connection) and leave the lock taken for its lease.
+            self.spawn(self._give_back_after(attempt, rkey, token))
+            raise
+
+    async def _give_back_after(
+        self, attempt: asyncio.Future[Any], rkey: bytes, token: bytes
+    ) -> None:
+        assert self._lock is not None
+        await asyncio.wait([attempt])
+        if not attempt.cancelled() and isinstance(
+            attempt.exception(), (RedisOutOfMemory, CircuitOpen)
+        ):
+            return  # refused, or never sent: nothing was taken
+        await self._lock.store(rkey, token, None, 0)
 
     async def _give_back(self, rkey: bytes, token: bytes, exc: BaseException) -> None:
         """After a failed or cancelled load: release the lock and wake the waiters.
@@ -474,14 +603,33 @@ class Loader:
             # Its caller saw it (and counted it), or was cancelled and cannot.
             logger.debug("cache store or lock release failed: %r", task.exception())
 
-    def _begin_load(self, rkey: bytes) -> object:
-        """Start a load of ``rkey``; an invalidation from now on makes it not store."""
+    def _begin_load(self, rkey: bytes, tag_keys: tuple[bytes, ...] = ()) -> object:
+        """Start a load of ``rkey``; an invalidation from now on makes it not store
+        (an invalidation of one of its tags, too)."""
         load_token = self._load_tokens[rkey] = object()
+        for key in tag_keys:
+            loading = self._tagged_loads.setdefault(key, {})
+            loading[rkey] = loading.get(rkey, 0) + 1
         return load_token
 
-    def _end_load(self, rkey: bytes, load_token: object) -> None:
+    def _end_load(self, rkey: bytes, load_token: object, tag_keys: tuple[bytes, ...] = ()) -> None:
         if self._load_tokens.get(rkey) is load_token:
             del self._load_tokens[rkey]
+        for key in tag_keys:
+            loading = self._tagged_loads.get(key)
+            if loading is not None and rkey in loading:
+                loading[rkey] -= 1
+                if not loading[rkey]:
+                    del loading[rkey]
+                    if not loading:
+                        del self._tagged_loads[key]
+
+    def invalidate_tagged(self, tag_keys: tuple[bytes, ...]) -> None:
+        """Loads running now under any of these tags: callers from now on do not
+        share them (and they do not store)."""
+        for key in tag_keys:
+            for rkey in list(self._tagged_loads.get(key, ())):
+                self.invalidate(rkey)
 
 
 _RETRY: Any = object()

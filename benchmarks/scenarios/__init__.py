@@ -21,6 +21,8 @@ from benchmarks.scenarios import (
     ratelimit,
     soak,
     stampede,
+    tagged,
+    typed,
 )
 from benchmarks.scenarios._base import RunContext, Scenario
 from benchmarks.scenarios._uvloop import OnUvloop
@@ -38,6 +40,8 @@ _ALL: tuple[Scenario, ...] = (
     near.SCENARIO,
     idempotency.SCENARIO,
     soak.SCENARIO,
+    tagged.SCENARIO,
+    typed.SCENARIO,
     # The same on uvloop's event loop (run after the others, in a uvloop loop).
     OnUvloop(hit.SCENARIO),
     OnUvloop(lock.SCENARIO),

@@ -205,3 +205,31 @@ async def test_a_cache_reads_a_key_of_another_type_as_a_miss(redis: Any) -> None
     got = await asyncio.gather(cache.get("k", missing), cache.get("k", missing))
     assert list(got) == [missing, missing]
     assert await cache.get_many(["k"]) == {}
+
+
+async def test_concurrent_get_many_share_one_batch(redis: Any) -> None:
+    """Each get_many is one op in the batch: its keys merge into the batch's MGETs
+    with the single GETs (repeats read once), and it gets its values in order."""
+    ex = executor_for(redis)
+    keys = [f"t:{{gm{i}}}".encode() for i in range(6)]
+    for i, key in enumerate(keys):
+        await redis.set(key, f"v{i}")
+    await redis.hset(b"t:{gmhash}", b"f", b"x")
+    before = ex.round_trips
+    results = await asyncio.gather(
+        ex.get_many([keys[0], keys[1], b"t:{gmabsent}"], 1.0),
+        ex.get_many([keys[1], keys[2], keys[1]], 1.0),
+        ex.get(keys[3], 1.0),
+        ex.get_many([keys[4], b"t:{gmhash}", keys[5]], 1.0),
+        ex.get_many([], 1.0),
+    )
+    assert list(results) == [
+        [b"v0", b"v1", None],
+        [b"v1", b"v2", b"v1"],
+        b"v3",
+        [b"v4", None, b"v5"],  # another type reads as a miss
+        [],
+    ]
+    assert ex.round_trips - before <= (3 if ex.is_cluster else 1)
+    # Alone, too (one MGET on a server; one pipeline per node on a cluster).
+    assert await ex.get_many([keys[5], keys[0]], 1.0) == [b"v5", b"v0"]

@@ -72,7 +72,8 @@ class World:
             if pool is not None and not self.backend.is_cluster:
                 in_use = len(pool._in_use_connections)
                 assert in_use == executor_for(client).held_connections, "a connection leaked"
-        assert all(ttl != -1 for ttl in (await ttls_ms(self.admin)).values()), "immortal key"
+        ttls = await ttls_ms(self.admin)
+        assert all(ttl != -1 for ttl in ttls.values()), f"immortal key: {ttls}"
 
     def _busy(self) -> list[str]:
         busy = []
@@ -311,4 +312,68 @@ async def test_delete(world: World) -> None:
         await prepare()
 
     await prepare()
+    print("steps:", await cancel_at_each_step(start, check))
+
+
+@pytest.mark.parametrize("sharing", ["alone", "leads"])
+async def test_tagged_get_or_load(world: World, sharing: str) -> None:
+    p1, p2 = world.caches
+    companions: list[asyncio.Future[Any]] = []
+    load = _value("loaded", turns=3)
+
+    async def start() -> Any:
+        mine = p1.get_or_load("k", load, tags=("t", "u"))
+        if sharing == "leads":
+            companions.append(asyncio.ensure_future(p1.get_or_load("k", load, tags=("t", "u"))))
+        world.extra = companions
+        return await mine
+
+    async def check(step: int, outcome: Outcome[Any]) -> None:
+        if companions:
+            assert await _outcome_of(companions.pop()) == "loaded"
+        assert outcome.cancelled or outcome.result == "loaded", outcome
+        await world.settle()
+        assert not await world.admin.exists(LOCK_KEY), "the recompute lock was not given back"
+        assert await world.served_at_once(1) in ("loaded", "loaded by 1")
+        await world.settle()
+        await p2.invalidate_tags("t")
+        assert await p2.get("k", MISS) in (MISS, "loaded by 1")
+
+    print("steps:", await cancel_at_each_step(start, check))
+
+
+async def test_get_or_load_many(world: World) -> None:
+    p1, p2 = world.caches
+    companions: list[asyncio.Future[Any]] = []
+
+    async def bulk(keys: list[str]) -> dict[str, str]:
+        for _ in range(3):
+            await asyncio.sleep(0)
+        return dict.fromkeys(keys, "loaded")
+
+    async def start() -> Any:
+        mine = asyncio.ensure_future(p1.get_or_load_many(["k", "j"], bulk))
+        await asyncio.sleep(0)
+        # A single-key caller of "k" shares the bulk load (or loads "k" itself).
+        companions.append(asyncio.ensure_future(p1.get_or_load("k", _value("loaded"))))
+        world.extra = companions
+        try:
+            return await mine
+        finally:
+            if not mine.done():
+                mine.cancel()
+                await _outcome_of(mine)
+
+    async def check(step: int, outcome: Outcome[Any]) -> None:
+        if companions:
+            assert await _outcome_of(companions.pop()) == "loaded"  # shared work survived
+        assert outcome.cancelled or outcome.result == {"k": "loaded", "j": "loaded"}, outcome
+        await world.settle()
+        assert not await world.admin.exists(LOCK_KEY), (
+            f"lock not given back (step {step}, {outcome})"
+        )
+        assert await world.served_at_once(1) in ("loaded", "loaded by 1")
+        await world.settle()
+        await p2.delete("k", "j")
+
     print("steps:", await cancel_at_each_step(start, check))

@@ -530,3 +530,37 @@ async def test_the_local_ttl_cap_and_the_keep_predicate(backend: Backend, redis:
     finally:
         await capped.aclose()
         await picky.aclose()
+
+
+# -- tags: a tagged entry is never a near copy ----------------------------------------
+
+
+async def test_tag_invalidation_reaches_a_near_cache(
+    backend: Backend, redis: Client, closing: Callable[[Any], Any]
+) -> None:
+    if backend.is_fake:
+        pytest.skip("fakeredis has no client tracking")
+    ns = namespace()
+    cache = closing(Cache(redis, namespace=ns, near=NearCache()))
+    other = Cache(await backend.client(), namespace=ns)  # another process
+    await cache.set("plain", 0)
+    await warm(cache, "plain")  # the stream is up: copies are kept from here on
+    await other.set("k", "old", tags=("user:1",))
+    loads = 0
+
+    async def load() -> str:
+        nonlocal loads
+        loads += 1
+        return f"new{loads}"
+
+    for _ in range(3):  # read through every path, more than once
+        assert await cache.get("k") == "old"
+        assert await cache.get_many(["k"]) == {"k": "old"}
+        assert await cache.get_or_load("k", load, tags=("user:1",)) == "old"
+    assert near_of(cache).lookup(cache._keys.key("k")) is None  # not kept near
+    assert await other.invalidate_tags("user:1") == 1
+    assert await cache.get("k") is None
+    assert await cache.get_many(["k"]) == {}
+    assert await cache.get_or_load("k", load, tags=("user:1",)) == "new1"
+    assert await cache.get_or_load("k", load) == "new1"
+    assert loads == 1

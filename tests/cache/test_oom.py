@@ -143,3 +143,21 @@ async def test_a_refused_entry_still_gives_the_recompute_lock_back(
         assert time.monotonic() - started < 2.0
     assert leader.stats.errors == 1
     assert await leader.get("k", MISS) is MISS
+
+
+async def test_tags_on_a_full_redis(clients: list[aioredis.Redis]) -> None:
+    """Invalidation still works (DEL), a tagged load is served without being stored,
+    a tagged set that cannot make its versions deletes the old value."""
+    client, other, admin = clients
+    cache = Cache(client, namespace="oomt")
+    await cache.set("a", "old", tags=("t",))
+    await cache.set("b", "old", tags=("u",))
+    async with redis_full(admin):
+        assert await cache.get("a") == "old"
+        assert await Cache(other, namespace="oomt").invalidate_tags("t") == 1
+        assert await cache.get("a", MISS) is MISS
+        assert await cache.get_or_load("a", load_new, tags=("t",)) == "new"  # not stored
+        assert await cache.get("a", MISS) is MISS
+        await cache.set("b", "new", tags=("fresh-tag",))  # no version can be made
+        assert await cache.get("b", MISS) is MISS  # the old value is gone
+    assert cache.stats.errors >= 2
