@@ -230,6 +230,7 @@ async def test_concurrent_get_many_share_one_batch(redis: Any) -> None:
         [b"v4", None, b"v5"],  # another type reads as a miss
         [],
     ]
-    assert ex.round_trips - before <= (3 if ex.is_cluster else 1)
+    alone = 0 if _compat.FAST_PATHS else 1  # without the ready queue, the first goes alone
+    assert ex.round_trips - before <= (3 if ex.is_cluster else 1) + alone
     # Alone, too (one MGET on a server; one pipeline per node on a cluster).
     assert await ex.get_many([keys[5], keys[0]], 1.0) == [b"v5", b"v0"]
