@@ -43,6 +43,7 @@ import asyncio
 import contextlib
 import logging
 import math
+import select
 import time
 from collections.abc import Callable
 from typing import Any, Final
@@ -107,6 +108,10 @@ class InvalidationListener:
         self.refused: BaseException | None = None
         #: Times the stream was (re-)established, for tests and diagnostics.
         self.established = 0
+        #: While listening: what ``unheard()`` looks at (the connections' sockets,
+        #: and the buffers their bytes land in before the listener parses them).
+        self._poll: Any = None
+        self._buffers: list[Any] = []
 
     @property
     def up(self) -> bool:
@@ -215,8 +220,37 @@ class InvalidationListener:
             raise reply
         return reply
 
+    def unheard(self) -> bool:
+        """Whether a message may wait unread: bytes in a socket, or read into its
+        buffer and not yet parsed (the listener's task has not run since).
+
+        One ``poll()`` system call and a look at each buffer. A reader that was not
+        scheduled for a while (a busy or stalled process) runs before the listener
+        when both wake together; asking this first keeps it from serving a copy
+        whose invalidation already arrived."""
+        for buffer in self._buffers:
+            if buffer:
+                return True
+        poller = self._poll
+        return poller is not None and bool(poller.poll(0))
+
+    def _watch(self, conns: list[Any]) -> None:
+        poller = select.poll()
+        buffers = []
+        for conn in conns:
+            writer, reader = getattr(conn, "_writer", None), getattr(conn, "_reader", None)
+            sock = writer.get_extra_info("socket") if writer is not None else None
+            buffer = getattr(reader, "_buffer", None)
+            if sock is None or buffer is None:  # not a socket we can look at: never trust
+                self._poll, self._buffers = None, [b"?"]
+                return
+            poller.register(sock.fileno(), select.POLLIN)
+            buffers.append(buffer)
+        self._poll, self._buffers = poller, buffers
+
     async def _listen(self, conns: list[Any], names: list[Any]) -> None:
         """Read every connection until one fails, goes quiet, or the masters change."""
+        self._watch(conns)
         heard = [time.monotonic()] * len(conns)
         readers = [
             asyncio.ensure_future(self._read(conn, heard, i)) for i, conn in enumerate(conns)
@@ -237,6 +271,7 @@ class InvalidationListener:
                 for conn in conns:
                     await conn.send_command("PING", check_health=False)
         finally:
+            self._poll, self._buffers = None, []
             for task in readers:
                 task.cancel()
             await asyncio.gather(*readers, return_exceptions=True)

@@ -22,8 +22,10 @@ table holds only keys with reads in flight.
 from __future__ import annotations
 
 import logging
+import math
 import struct
 from collections.abc import Callable
+from time import monotonic
 from typing import TYPE_CHECKING, Any, Final
 
 from .._redis.tracking import InvalidationListener, tracking_supported
@@ -38,6 +40,12 @@ logger = logging.getLogger("aiocache_patterns.cache")
 
 #: Bytes counted per entry on top of its key and envelope (dict slot, tuple, float).
 ENTRY_OVERHEAD: Final = 160
+
+#: Seconds a check that no invalidation waits unread stays good for the hit path
+#: (one ``poll()`` system call per this much time, not one per hit). A copy is
+#: served only if the stream was seen drained this recently, so a read that starts
+#: later than this after Redis sent an invalidation never gets the old copy.
+HEARD_CHECK: Final = 0.001
 
 _MAGIC: Final = b"\xac\x01"
 _FRESH_UNTIL: Final = struct.Struct(">d")
@@ -124,6 +132,8 @@ class NearStore:
         self._pending: dict[bytes, _Pending] = {}
         #: Bumped on every loss of the stream: reads sent before it are not kept.
         self._epoch = 0
+        #: When the invalidation stream was last seen drained (``lookup``).
+        self._drained_at = -math.inf
         #: The stream is up: copies may be kept and served.
         self.active = False
         #: Which stored forms may be kept near (a hook: an entry whose validity depends
@@ -138,7 +148,18 @@ class NearStore:
     # -- the read path ---------------------------------------------------------------
 
     def lookup(self, rkey: bytes) -> bytes | None:
-        """The envelope kept for ``rkey`` if it is still fresh; counts a near hit or miss."""
+        """The envelope kept for ``rkey`` if it is still fresh; counts a near hit or miss.
+
+        At most every ``HEARD_CHECK`` seconds it first asks whether an invalidation
+        waits unread (one system call): a copy is served only if the stream was known
+        drained less than ``HEARD_CHECK`` ago, so a change Redis reported before
+        that is never answered from memory, however late the listener runs."""
+        now = monotonic()
+        if now - self._drained_at > HEARD_CHECK:
+            if self._listener.unheard():
+                self._counters.near_misses += 1
+                return None
+            self._drained_at = now
         entries = self._entries
         item = entries.pop(rkey, None)
         if item is not None:

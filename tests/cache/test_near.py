@@ -19,6 +19,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
+import redis as sync_redis
 import redis.asyncio as aioredis
 
 from aiocache_patterns import Cache, NearCache
@@ -564,3 +565,39 @@ async def test_tag_invalidation_reaches_a_near_cache(
     assert await cache.get_or_load("k", load, tags=("user:1",)) == "new1"
     assert await cache.get_or_load("k", load) == "new1"
     assert loads == 1
+
+
+# -- a reader that runs before the listener ------------------------------------------
+
+
+async def test_an_invalidation_waiting_unread_is_never_answered_from_memory(
+    backend: Backend, redis: Client, closing: Callable[[Any], Any]
+) -> None:
+    """A process that was not scheduled while Redis sent an invalidation (busy, or
+    stalled) may run its reading task before the listener's: the copy must not be
+    served once the invalidation arrived, parsed or not."""
+    if backend.is_fake:
+        pytest.skip("fakeredis has no client tracking")
+    assert backend.url is not None
+    ns = namespace()
+    cache = closing(Cache(redis, namespace=ns, near=NearCache()))
+    await cache.set("k", "old")
+    await warm(cache, "k")
+    rkey = cache._keys.key("k")
+    sync: Any = (
+        sync_redis.RedisCluster.from_url(backend.url)
+        if backend.is_cluster
+        else sync_redis.Redis.from_url(backend.url)
+    )
+    try:
+        for _ in range(3):
+            await cache.set("k", "old")
+            await warm(cache, "k")
+            # Blocking calls: the event loop (and so the listener) cannot run until the
+            # next await, and the invalidation is in the socket well before it.
+            sync.delete(rkey)
+            time.sleep(0.05)  # noqa: ASYNC251 (the point: a loop that cannot run)
+            assert await cache.get("k") is None
+            assert await cache.get_many(["k"]) == {}
+    finally:
+        sync.close()
