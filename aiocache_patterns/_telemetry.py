@@ -19,7 +19,7 @@ The instrument names and attributes are a contract (docs/operations.md):
 * ``aiocache_patterns.ratelimit.decisions``, counter [namespace, algorithm, result]
 * ``aiocache_patterns.lock.wait.duration``, histogram, s [kind, outcome]
 * ``aiocache_patterns.redis.round_trips``, counter [kind]
-* ``aiocache_patterns.redis.batch.size``, histogram [kind] (batches: mget, pipeline)
+* ``aiocache_patterns.redis.batch.size``, histogram [kind] (mget, pipeline, single)
 * ``aiocache_patterns.breaker.state``, gauge [node]
 
 This module is a basic (no Redis, no pattern): the patterns hand it what to
@@ -82,7 +82,7 @@ AttrKey = tuple[tuple[str, str], ...]
 Reader = Callable[[Any], Iterable[tuple[AttrKey, int]]]
 
 #: Attribute sets of the recorded instruments, built once (a dict per call costs).
-BATCH_KINDS: Final = {kind: {"kind": kind} for kind in ("mget", "pipeline")}
+BATCH_KINDS: Final = {kind: {"kind": kind} for kind in ("mget", "pipeline", "single")}
 
 _PROXY_PROVIDERS: Final = frozenset(
     {"_ProxyMeterProvider", "NoOpMeterProvider", "_ProxyTracerProvider", "NoOpTracerProvider"}

@@ -257,7 +257,7 @@ class Executor:
             if TELEMETRY.metrics_on:
                 TELEMETRY.record_batch(len(keys), BATCH_KINDS["mget"])
             replies: list[bytes | None] = await self._round_trip(
-                timeout, self._send(("MGET", *keys), None, True)
+                timeout, self._send(("MGET", *keys), None, True), single=False
             )
             return replies
         # One op for all the keys, merged into the batch's MGETs like single GETs.
@@ -512,8 +512,11 @@ class Executor:
 
     # -- sending ----------------------------------------------------------------
 
-    async def _round_trip(self, timeout: float, send: Coroutine[Any, Any, T]) -> T:
-        """Await ``send`` under the breaker, the in-flight bound and a deadline.
+    async def _round_trip(
+        self, timeout: float, send: Coroutine[Any, Any, T], single: bool = True
+    ) -> T:
+        """Await ``send`` under the breaker, the in-flight bound and a deadline
+        (``single``: one command, not a batch that records its own size).
 
         Redis errors come out as the library's exceptions.
         """
@@ -534,6 +537,8 @@ class Executor:
                 await slots.take()
             has_slot = True
             self.trips.total += 1
+            if single and TELEMETRY.metrics_on:
+                TELEMETRY.record_batch(1, BATCH_KINDS["single"])
             result = await send
         except asyncio.CancelledError as exc:
             timed_out = deadlines.caused(task)
@@ -608,7 +613,7 @@ class Executor:
     async def _flush(self, batch: list[_Op]) -> None:
         timeout = max(op.timeout for op in batch)
         try:
-            await self._round_trip(timeout, self._send_batch(batch))
+            await self._round_trip(timeout, self._send_batch(batch), single=False)
         except BaseException as exc:
             for op in batch:
                 if op.future is not None:
@@ -642,8 +647,6 @@ class Executor:
         else:
             self.trips.pipeline += 1
         if TELEMETRY.metrics_on:
-            # Batches only: a single command is a batch of one, and an SDK's record
-            # costs more than a hit's whole Python path (round_trips counts them).
             TELEMETRY.record_batch(len(batch), BATCH_KINDS[kind])
         replies = await self._pipeline(commands, safe)
 
