@@ -189,6 +189,12 @@ class Codec:
             return self._bound.loads_bound(raw[start:], _context(rkey, raw[:start]))
         return (loads or self._serializer.loads)(raw[start:])
 
+    @property
+    def plain_loads(self) -> Callable[[bytes], Any] | None:
+        """The serializer's ``loads`` when a payload decodes without its context (not
+        bound, as signed pickle is): what a near hit decodes with directly."""
+        return None if self._bound is not None else self._serializer.loads
+
     def payload_value(self, raw: bytes, rkey: bytes) -> Any:
         """The value of an envelope already known to be fresh and within the size limit
         (a near copy). Raises one of ``UndecodableEntry``."""
@@ -264,6 +270,7 @@ class EntryIO:
         "executor",
         "fail_open",
         "near",
+        "near_loads",
         "timeout",
     )
 
@@ -287,6 +294,8 @@ class EntryIO:
         self._last_error_log = 0.0
         #: The near cache (process memory in front of Redis), if there is one.
         self.near: NearStore | None = None
+        #: How a near copy's payload decodes on the hit path (None: ``near_value()``).
+        self.near_loads = codec.plain_loads
 
     def now(self) -> float:
         return self._clock()
