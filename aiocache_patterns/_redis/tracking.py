@@ -48,9 +48,7 @@ import time
 from collections.abc import Callable
 from typing import Any, Final
 
-from redis.asyncio import Redis
-from redis.asyncio.cluster import RedisCluster
-from redis.exceptions import ResponseError
+from .clients import RESPONSE_ERRORS, is_cluster_client
 
 __all__ = ["CHANNEL", "InvalidationListener", "TrackingUnsupported", "tracking_supported"]
 
@@ -72,15 +70,13 @@ class TrackingUnsupported(Exception):
 
 def tracking_supported(client: Any) -> bool:
     """Whether ``client`` is a client whose server connections this module can open:
-    a ``redis.asyncio.Redis`` or ``RedisCluster`` with redis-py's connection classes
-    (``fakeredis`` has no sockets and no tracking)."""
-    if isinstance(client, RedisCluster):
+    redis-py's or valkey-py's asyncio client or cluster client, with that library's
+    own connection classes (``fakeredis`` has no sockets and no tracking)."""
+    if is_cluster_client(client):
         return True
-    if not isinstance(client, Redis):
-        return False
     pool = getattr(client, "connection_pool", None)
     cls = getattr(pool, "connection_class", None)
-    return isinstance(cls, type) and cls.__module__.startswith("redis.")
+    return isinstance(cls, type) and cls.__module__.startswith(("redis.", "valkey."))
 
 
 class InvalidationListener:
@@ -180,7 +176,7 @@ class InvalidationListener:
     async def _masters(self) -> list[dict[str, Any]]:
         """Connection arguments of every master (one on a standalone server)."""
         client = self._client
-        if isinstance(client, RedisCluster):
+        if is_cluster_client(client):
             await client.initialize()
             return [
                 {**node.connection_kwargs, "name": node.name, "_cls": node.connection_class}
@@ -206,7 +202,7 @@ class InvalidationListener:
                 conn,
                 "CLIENT", "TRACKING", "ON", "REDIRECT", conn_id, "BCAST", "PREFIX", self._prefix,
             )  # fmt: skip
-        except ResponseError as exc:
+        except RESPONSE_ERRORS as exc:
             raise TrackingUnsupported(str(exc)) from exc
         reply = await self._ask(conn, "SUBSCRIBE", CHANNEL)
         if not (isinstance(reply, list) and reply and reply[0] == b"subscribe"):
@@ -216,7 +212,7 @@ class InvalidationListener:
     async def _ask(conn: Any, *args: Any) -> Any:
         await conn.send_command(*args, check_health=False)
         reply = await conn.read_response(disable_decoding=True, timeout=math.inf)
-        if isinstance(reply, ResponseError):
+        if isinstance(reply, RESPONSE_ERRORS):
             raise reply
         return reply
 
@@ -278,7 +274,7 @@ class InvalidationListener:
 
     async def _masters_changed(self, names: list[Any]) -> bool:
         client = self._client
-        if not isinstance(client, RedisCluster):
+        if not is_cluster_client(client):
             return False
         return sorted(n.name for n in client.get_primaries()) != sorted(names)
 
