@@ -56,7 +56,7 @@ from ..errors import CircuitOpen
 from .breaker import BreakerSettings, CircuitBreaker, NodeBreakers
 from .wire import CONNECTION_FAILURES, Lost, Wire, resend_lost
 
-__all__ = ["ClusterDirect"]
+__all__ = ["ClusterDirect", "routable"]
 
 _RAW: Final = {NEVER_DECODE: True}
 _SCRIPTS: Final = frozenset({"EVALSHA", "EVAL", b"EVALSHA", b"EVAL", "evalsha", "eval"})
@@ -113,12 +113,7 @@ class ClusterDirect:
     def for_client(cls, client: Any, breakers: NodeBreakers | None = None) -> ClusterDirect | None:
         """Direct use of ``client``, or None if it is not a cluster client this can drive.
         ``breakers``: the client's breakers, one per node."""
-        if not isinstance(client, RedisCluster):
-            return None
-        manager = getattr(client, "nodes_manager", None)
-        if not callable(getattr(manager, "get_node_from_slot", None)):
-            return None
-        return cls(client, breakers)
+        return cls(client, breakers) if routable(client) else None
 
     async def call(self, args: tuple[Any, ...], safe: bool) -> Any:
         """Send ``args``; its reply. An error reply raises, and so does a lost reply
@@ -382,3 +377,11 @@ class ClusterDirect:
                 await self._client.execute_command("PING", target_nodes=node)
         with contextlib.suppress(Exception):
             await self._client.initialize()
+
+
+def routable(client: Any) -> bool:
+    """Whether ``client`` is a redis-py cluster client with a slot map to route by."""
+    manager = getattr(client, "nodes_manager", None)
+    return isinstance(client, RedisCluster) and callable(
+        getattr(manager, "get_node_from_slot", None)
+    )

@@ -39,11 +39,11 @@ from typing import Any, Final
 
 from redis.asyncio import ConnectionPool, Redis
 from redis.asyncio.client import PubSub
-from redis.asyncio.cluster import RedisCluster
 from redis.crc import key_slot
 
 from ..errors import RedisUnavailable
 from .clients import NO_PERMISSION_ERRORS
+from .cluster import routable
 from .executor import executor_for
 
 __all__ = [
@@ -524,10 +524,7 @@ class ShardedNotifier(Notifier):
     @staticmethod
     def can_drive(client: Any) -> bool:
         """Whether ``client`` is a cluster client with a slot map to route by."""
-        manager = getattr(client, "nodes_manager", None)
-        return isinstance(client, RedisCluster) and callable(
-            getattr(manager, "get_node_from_slot", None)
-        )
+        return routable(client)
 
     @property
     def channels(self) -> frozenset[bytes]:

@@ -73,14 +73,6 @@ def pack_header(*, created: float, delta: float, fresh_until: float) -> bytes:
     return _HEADER.pack(MAGIC, created, delta, fresh_until)
 
 
-def unpack_header(data: bytes) -> tuple[float, float, float]:
-    """``(created, delta, fresh_until)``; the payload is ``data[HEADER_SIZE:]``."""
-    if len(data) < HEADER_SIZE or not data.startswith(MAGIC):
-        raise EnvelopeError("not a cache envelope (truncated, foreign or from another version)")
-    times: tuple[float, float, float] = _TIMES.unpack_from(data, 2)
-    return times
-
-
 # -- values to envelopes and back -----------------------------------------------------
 
 #: What a stored entry that cannot be read raises.

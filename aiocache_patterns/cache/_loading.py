@@ -171,7 +171,7 @@ class Loader:
         stamp: bytes | None = None,
     ) -> T:
         # ``stamp``: the tag versions to read the entry under (a load makes sure of its
-        # own: ``_stamped``). A tagged entry read by a caller without tags: its own
+        # own: ``stamped``). A tagged entry read by a caller without tags: its own
         # tags' current versions, a second round trip.
         if stamp is None and raw is not None and raw.startswith(MAGIC_TAGGED):
             try:
@@ -216,7 +216,7 @@ class Loader:
         (stamp,) = await self.tags.stamps_of([raw])
         return stamp
 
-    async def _stamped(self, spec: Spec) -> Spec | None:
+    async def stamped(self, spec: Spec) -> Spec | None:
         """Before a load with tags: the versions to write under, made where missing,
         their keys kept alive as long as the entry. None if Redis failed (fail-open:
         load, serve, store nothing)."""
@@ -230,11 +230,6 @@ class Loader:
             self._io.redis_failed("get_or_load", exc)
             return None
         return spec.with_stamp(UNKNOWN if stamp is None else stamp, ensured=True)
-
-    async def stamped(self, spec: Spec) -> Spec | None:
-        """``spec`` with the versions to write under (once for many keys); None if
-        Redis failed."""
-        return await self._stamped(spec)
 
     def in_flight(self, rkey: bytes) -> bool:
         """Whether a load of ``rkey`` is running in this process."""
@@ -314,7 +309,7 @@ class Loader:
         """A miss, for this process: load, or wait for the process that is loading."""
         load_token = self._begin_load(rkey, spec.tag_keys)  # an invalidation wins from here
         try:
-            stamped = await self._stamped(spec)
+            stamped = await self.stamped(spec)
             if stamped is None:
                 return await self._call(loader)
             return await self._fill_or_wait(rkey, loader, stamped, load_token)
@@ -396,7 +391,7 @@ class Loader:
         load_token = self._begin_load(rkey, spec.tag_keys)
         tag_keys = spec.tag_keys
         try:
-            stamped = await self._stamped(spec)
+            stamped = await self.stamped(spec)
             if stamped is None:
                 return await self._call(loader)
             spec = stamped
